@@ -1,0 +1,62 @@
+"""A worker bootstep that fires durable timers (every worker may run it; each timer fires once)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from celery import bootsteps
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from .extension import Durable
+
+__all__ = ["install", "TimerPoller"]
+
+log = logging.getLogger("durable_celery.timers")
+
+
+class TimerPoller:
+    """A daemon thread in the worker's main process: claims due timers and fires them."""
+
+    def __init__(self, durable: Durable) -> None:
+        self.durable = durable
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="durable-timers", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        runtime = self.durable.runtime
+        interval = runtime.config.timer_poll_interval
+        while not self._stop.is_set():
+            try:
+                fired = runtime.timers.fire_due()
+            except Exception:  # Redis away for a moment: keep polling, never die
+                log.exception("durable timer poll failed; retrying in %ss", interval)
+                fired = 0
+            if fired == 0:
+                self._stop.wait(interval)
+
+
+def install(app: Celery, durable: Durable) -> None:
+    class DurableTimers(bootsteps.StartStopStep):
+        """Fires durable timers (step retries, sleeps, timeouts) from this worker."""
+
+        label = "durable-timers"
+
+        def create(self, worker: Any) -> TimerPoller:
+            # The blueprint starts, stops and terminates ``obj`` (terminate falls back to stop).
+            return TimerPoller(durable)
+
+    app.steps["worker"].add(DurableTimers)

@@ -1,0 +1,68 @@
+"""The runtime of one Durable app in one process: store, codec, registry, caches, dispatcher."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..codec import Codec
+from ..config import DurableConfig
+from ..store.base import EventStore
+from .caches import EventCache, HydrationCache
+from .dispatcher import Dispatcher
+from .live import LiveExecutions
+from .registry import Registry
+
+__all__ = ["Runtime"]
+
+
+class Runtime:
+    def __init__(
+        self,
+        config: DurableConfig,
+        store: EventStore,
+        codec: Codec,
+        registry: Registry,
+        dispatcher: Dispatcher,
+    ) -> None:
+        from .client import RunClientImpl
+        from .orchestrator import Orchestrator
+        from .timers import TimerService
+        from .worker import StepWorker
+
+        self.config = config
+        self.store = store
+        self.codec = codec
+        self.registry = registry
+        self.dispatcher = dispatcher
+        self.events = EventCache(store.read_since, config.event_cache_runs)
+        self.hydration = HydrationCache(config.hydration_cache_bytes, config.hydration_max_item_bytes)
+        self.live = LiveExecutions(max_runs=config.event_cache_runs)
+        #: Parking workflows in greenlets is turned off for pools that are themselves greenlets.
+        self.live_enabled = config.live_workflows
+        self.timers = TimerService(self)
+        self.orchestrator = Orchestrator(self)
+        self.steps = StepWorker(self)
+        self.client = RunClientImpl(self)
+
+    @contextmanager
+    def clock(self, stats: Any, field: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            setattr(stats, field, getattr(stats, field) + (time.perf_counter() - started) * 1000)
+
+    def forget_run(self, run_id: str) -> None:
+        """Drop every per-process cache of a finished run."""
+        self.events.drop(run_id)
+        self.hydration.drop_run(run_id)
+        self.live.drop(run_id)
+
+    def reset_process_caches(self) -> None:
+        """After a fork: nothing cached by the parent is trusted by the child."""
+        self.events.reset()
+        self.hydration.reset()
+        self.live.reset()

@@ -1,0 +1,22 @@
+"""How the runtime reaches workers. Implemented with Celery in ``integration/``."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..workflow.step import StepDefinition
+
+__all__ = ["Dispatcher"]
+
+
+class Dispatcher(Protocol):
+    def send_step(
+        self, step: StepDefinition[Any, Any], run_id: str, cid: str, entry_id: str, attempt: int
+    ) -> None:
+        """Send one attempt of a step as a Celery task (ids only; arguments stay in the log)."""
+
+    def wake(self, run_id: str, countdown: float | None = None) -> None:
+        """Enqueue an orchestrator pass for the run."""
+
+    def consumes(self, step: StepDefinition[Any, Any]) -> bool:
+        """True when this process is a worker consuming the step's queue (``auto`` inlines)."""

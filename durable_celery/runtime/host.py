@@ -1,0 +1,136 @@
+"""The engine's host during one orchestration pass: records new work, runs or sends it.
+
+New work found before the workflow blocks is recorded in one fenced append. A lone sequential
+step that may run inline is executed first and recorded together with its outcome (scheduled +
+completed in one round trip); at-least-once holds because a crash before that append simply
+means the replay issues the step again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..codec import Place
+from ..replay import events as ev
+from ..replay.commands import Command, ScheduleStep
+from ..replay.events import Event, NewEvent
+from .steps import run_attempt
+
+if TYPE_CHECKING:
+    from .core import Runtime
+
+__all__ = ["PassHost", "PassStats"]
+
+
+@dataclass
+class PassStats:
+    entries_total: int = 0
+    entries_new: int = 0
+    replayed_calls: int = 0
+    new_calls: int = 0
+    inline_steps: int = 0
+    dispatched_steps: int = 0
+    appends: int = 0
+    read_ms: float = 0.0
+    replay_ms: float = 0.0
+    append_ms: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class PassHost:
+    def __init__(self, runtime: Runtime, run_id: str, token: str, stats: PassStats) -> None:
+        self.runtime = runtime
+        self.run_id = run_id
+        self.token = token
+        self.stats = stats
+
+    # -- decoding ---------------------------------------------------------------------------------
+    def fingerprint(self, value: Any, label: str) -> str:
+        return self.runtime.codec.fingerprint(value, label=label)
+
+    def outcome(self, event: Event) -> Any:
+        rt = self.runtime
+        if event.kind == ev.STEP_COMPLETED:
+            place = Place(self.run_id, ev.STEP_COMPLETED, event.cid)
+            blob = event.payload or b""
+            return rt.hydration.get_or_decode(
+                self.run_id, event.entry_id, lambda: rt.codec.decode(blob, place)
+            )
+        if event.kind == ev.STEP_FAILED:
+            error = rt.codec.decode(event.payload or b"", Place(self.run_id, ev.STEP_FAILED, event.cid))
+            raise error
+        if event.payload is None:
+            return None
+        return rt.codec.decode(event.payload, Place(self.run_id, event.kind, event.cid))
+
+    # -- new work ---------------------------------------------------------------------------------
+    def on_blocked(self, commands: Sequence[Command]) -> Sequence[Event]:
+        if not commands:
+            return self._read_new()
+        steps = [c for c in commands if isinstance(c, ScheduleStep)]
+        if len(commands) == 1 and len(steps) == 1 and self._inline(steps[0]):
+            self._run_inline(steps[0])
+        else:
+            self._record_and_send(commands)
+        return self._read_new()
+
+    def _inline(self, command: ScheduleStep) -> bool:
+        step = self.runtime.registry.step(command.name)
+        mode = step.execution or self.runtime.config.step_execution
+        if mode == "auto":
+            limited = any(k in step.task_options for k in ("time_limit", "soft_time_limit"))
+            return not limited and self.runtime.dispatcher.consumes(step)
+        return mode == "inline"
+
+    def _scheduled_event(self, command: Command) -> NewEvent:
+        rt = self.runtime
+        if isinstance(command, ScheduleStep):
+            payload = rt.codec.encode(
+                (command.args, command.kwargs),
+                Place(self.run_id, ev.STEP_SCHEDULED, command.cid),
+                label=f"{command.name}(...)",
+            )
+            return NewEvent(ev.STEP_SCHEDULED, command.cid, command.identity(), payload)
+        raise NotImplementedError(f"{type(command).__name__} is not supported yet")
+
+    def _run_inline(self, command: ScheduleStep) -> None:
+        rt = self.runtime
+        step = rt.registry.step(command.name)
+        result = run_attempt(
+            step, command.args, command.kwargs,
+            run_id=self.run_id, cid=command.cid, attempt=1, codec=rt.codec,
+        )
+        self.stats.inline_steps += 1
+        scheduled = self._scheduled_event(command)
+        if result.settled:
+            assert result.outcome is not None
+            self._append([scheduled, result.outcome])
+            return
+        assert result.retrying is not None
+        # The outbox entry makes a crash before add_timer resend the step instead of losing it.
+        ids = self._append([scheduled, result.retrying], outbox=[command.cid])
+        rt.timers.schedule_retry(step.name, self.run_id, command.cid, 2, result.delay, ids[0])
+
+    def _record_and_send(self, commands: Sequence[Command]) -> None:
+        events = [self._scheduled_event(c) for c in commands]
+        steps = [c for c in commands if isinstance(c, ScheduleStep)]
+        ids = self._append(events, outbox=[c.cid for c in steps])
+        by_cid = dict(zip([c.cid for c in commands], ids, strict=True))
+        for command in steps:
+            step = self.runtime.registry.step(command.name)
+            self.runtime.dispatcher.send_step(step, self.run_id, command.cid, by_cid[command.cid], 1)
+            self.stats.dispatched_steps += 1
+
+    def _append(self, events: list[NewEvent], outbox: Sequence[str] = ()) -> list[str]:
+        with self.runtime.clock(self.stats, "append_ms"):
+            ids = self.runtime.store.append_fenced(self.run_id, self.token, events, outbox=outbox)
+        self.stats.appends += 1
+        return ids
+
+    def _read_new(self) -> list[Event]:
+        with self.runtime.clock(self.stats, "read_ms"):
+            _, new = self.runtime.events.refresh(self.run_id)
+        self.stats.entries_new += len(new)
+        return new

@@ -1,0 +1,51 @@
+"""A dispatched step attempt, as run by its Celery task."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ..codec import Place
+from ..replay import events as ev
+from .steps import retry_key, run_attempt
+
+if TYPE_CHECKING:
+    from .core import Runtime
+
+__all__ = ["StepWorker"]
+
+log = logging.getLogger("durable_celery.steps")
+
+
+class StepWorker:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+
+    def execute(self, step_name: str, run_id: str, cid: str, entry_id: str, attempt: int) -> str:
+        """Run one attempt; record its outcome once; wake the run. Returns what happened."""
+        rt = self.rt
+        if rt.store.outcome_id(run_id, cid) is not None:
+            return "duplicate"  # a redelivery of a step whose outcome is already in the log
+        scheduled = rt.store.read_entry(run_id, entry_id)
+        if scheduled is None or scheduled.kind != ev.STEP_SCHEDULED or scheduled.cid != cid:
+            log.warning("run %s: step %s (%s) has no scheduled entry %s", run_id, step_name, cid, entry_id)
+            return "missing"
+        step = rt.registry.step(step_name)
+        args, kwargs = rt.codec.decode(
+            scheduled.payload or b"", Place(run_id, ev.STEP_SCHEDULED, cid)
+        )
+        result = run_attempt(
+            step, tuple(args), dict(kwargs), run_id=run_id, cid=cid, attempt=attempt, codec=rt.codec
+        )
+        if result.settled:
+            assert result.outcome is not None
+            recorded = rt.store.record_outcome(run_id, cid, result.outcome, wake=True)
+            if recorded.wake:
+                rt.dispatcher.wake(run_id)
+            return "recorded" if recorded.created else "duplicate"
+        assert result.retrying is not None
+        # Timer first: a crash between the two leaves a retry without its log line, never a
+        # log line without its retry.
+        rt.timers.schedule_retry(step.name, run_id, cid, attempt + 1, result.delay, entry_id)
+        rt.store.record_outcome(run_id, retry_key(cid, attempt), result.retrying, wake=False)
+        return "retrying"

@@ -1,0 +1,84 @@
+"""``@durable.workflow``: a plain function whose run is durable."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
+
+from ..errors import WorkflowArgumentsError
+from ..replay.context import current_context
+from .handle import RunHandle
+
+__all__ = ["WorkflowDefinition", "Starter", "code_hash"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Starter(Protocol):
+    """What a workflow needs to start runs (implemented by the runtime client)."""
+
+    def start_run(
+        self, workflow: WorkflowDefinition[Any, Any], args: tuple[Any, ...],
+        kwargs: dict[str, Any], run_id: str | None,
+    ) -> RunHandle: ...
+
+
+class WorkflowDefinition(Generic[P, R]):
+    """A registered workflow: ``wf.start(...)`` begins a durable run; ``wf(...)`` outside a
+    workflow runs it as a plain function (its steps become plain calls)."""
+
+    def __init__(self, fn: Callable[P, R], *, name: str, starter: Starter | None = None) -> None:
+        if inspect.iscoroutinefunction(fn):
+            raise TypeError(f"workflow {name!r}: async def workflows are not supported yet")
+        self.fn = fn
+        self.name = name
+        self.signature = inspect.signature(fn)
+        self.code_hash = code_hash(fn)
+        self._starter = starter
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", name)
+        self.__qualname__ = getattr(fn, "__qualname__", name)
+        self.__module__ = getattr(fn, "__module__", __name__)
+        self.__wrapped__ = fn
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Refuse arguments that do not fit the signature, before anything is written."""
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise WorkflowArgumentsError(
+                f"workflow {self.name!r} cannot start with these arguments: {exc}; its "
+                f"signature is {self.name}{self.signature}"
+            ) from None
+
+    def start(self, *args: P.args, run_id: str | None = None, **kwargs: P.kwargs) -> RunHandle:
+        """Start a run (or return the existing run with this ``run_id``)."""
+        if self._starter is None:
+            raise RuntimeError(
+                f"workflow {self.name!r} is not attached to a Durable app; decorate it with "
+                "@durable.workflow"
+            )
+        return self._starter.start_run(self, tuple(args), dict(kwargs), run_id)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if current_context() is not None:
+            raise RuntimeError(
+                f"calling workflow {self.name!r} inside another workflow is not supported; "
+                "start it as a child workflow instead"
+            )
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<durable workflow {self.name}>"
+
+
+def code_hash(fn: Callable[..., Any]) -> str:
+    """Identity of the workflow's code: same source, same hash (logged when replay code differs)."""
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        source = getattr(getattr(fn, "__code__", None), "co_code", b"").hex()
+    return hashlib.blake2b(source.encode(), digest_size=8).hexdigest()
