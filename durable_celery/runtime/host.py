@@ -67,22 +67,58 @@ class PassHost:
 
     # -- new work ---------------------------------------------------------------------------------
     def on_blocked(self, commands: Sequence[Command]) -> Sequence[Event]:
-        if not commands:
-            return self._read_new()
-        steps = [c for c in commands if isinstance(c, ScheduleStep)]
-        if len(commands) == 1 and len(steps) == 1 and self._inline(steps[0]):
-            self._run_inline(steps[0])
-        else:
-            self._record_and_send(commands)
+        if commands:
+            self._record(commands)
         return self._read_new()
 
-    def _inline(self, command: ScheduleStep) -> bool:
+    def _inline(self, command: ScheduleStep, lone: bool) -> bool:
         step = self.runtime.registry.step(command.name)
         mode = step.execution or self.runtime.config.step_execution
         if mode == "auto":
+            # Only a lone sequential step: fan-out gains from running on many workers, and a
+            # step with time limits needs a task for Celery to enforce them.
             limited = any(k in step.task_options for k in ("time_limit", "soft_time_limit"))
-            return not limited and self.runtime.dispatcher.consumes(step)
+            return lone and not limited and self.runtime.dispatcher.consumes(step)
         return mode == "inline"
+
+    def _record(self, commands: Sequence[Command]) -> None:
+        """Run inline steps, then record everything in one fenced append, then send the rest."""
+        rt = self.runtime
+        lone = len(commands) == 1
+        events: list[NewEvent] = []
+        outbox: list[str] = []
+        to_send: list[tuple[ScheduleStep, int]] = []  # (command, index of its scheduled entry)
+        retries: list[tuple[ScheduleStep, int, float]] = []
+        for command in commands:
+            scheduled_at = len(events)
+            events.append(self._scheduled_event(command))
+            if not isinstance(command, ScheduleStep):
+                continue
+            if not self._inline(command, lone):
+                outbox.append(command.cid)
+                to_send.append((command, scheduled_at))
+                continue
+            step = rt.registry.step(command.name)
+            result = run_attempt(
+                step, command.args, command.kwargs,
+                run_id=self.run_id, cid=command.cid, attempt=1, codec=rt.codec,
+            )
+            self.stats.inline_steps += 1
+            if result.outcome is not None:
+                events.append(result.outcome)
+            else:
+                assert result.retrying is not None
+                events.append(result.retrying)
+                # In the outbox until the retry timer exists: a crash in between resends it.
+                outbox.append(command.cid)
+                retries.append((command, scheduled_at, result.delay))
+        ids = self._append(events, outbox=outbox)
+        for command, at, delay in retries:
+            rt.timers.schedule_retry(command.name, self.run_id, command.cid, 2, delay, ids[at])
+        for command, at in to_send:
+            step = rt.registry.step(command.name)
+            rt.dispatcher.send_step(step, self.run_id, command.cid, ids[at], 1)
+            self.stats.dispatched_steps += 1
 
     def _scheduled_event(self, command: Command) -> NewEvent:
         rt = self.runtime
@@ -94,34 +130,6 @@ class PassHost:
             )
             return NewEvent(ev.STEP_SCHEDULED, command.cid, command.identity(), payload)
         raise NotImplementedError(f"{type(command).__name__} is not supported yet")
-
-    def _run_inline(self, command: ScheduleStep) -> None:
-        rt = self.runtime
-        step = rt.registry.step(command.name)
-        result = run_attempt(
-            step, command.args, command.kwargs,
-            run_id=self.run_id, cid=command.cid, attempt=1, codec=rt.codec,
-        )
-        self.stats.inline_steps += 1
-        scheduled = self._scheduled_event(command)
-        if result.settled:
-            assert result.outcome is not None
-            self._append([scheduled, result.outcome])
-            return
-        assert result.retrying is not None
-        # The outbox entry makes a crash before add_timer resend the step instead of losing it.
-        ids = self._append([scheduled, result.retrying], outbox=[command.cid])
-        rt.timers.schedule_retry(step.name, self.run_id, command.cid, 2, result.delay, ids[0])
-
-    def _record_and_send(self, commands: Sequence[Command]) -> None:
-        events = [self._scheduled_event(c) for c in commands]
-        steps = [c for c in commands if isinstance(c, ScheduleStep)]
-        ids = self._append(events, outbox=[c.cid for c in steps])
-        by_cid = dict(zip([c.cid for c in commands], ids, strict=True))
-        for command in steps:
-            step = self.runtime.registry.step(command.name)
-            self.runtime.dispatcher.send_step(step, self.run_id, command.cid, by_cid[command.cid], 1)
-            self.stats.dispatched_steps += 1
 
     def _append(self, events: list[NewEvent], outbox: Sequence[str] = ()) -> list[str]:
         with self.runtime.clock(self.stats, "append_ms"):
