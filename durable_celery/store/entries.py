@@ -1,0 +1,144 @@
+"""How events, timers and leases are laid out inside storage; shared by both stores.
+
+Both stores keep an entry as the same field map and decode it with the same function, so a
+history read from Redis and one read from memory are equal ``Event`` objects:
+
+* ``k`` kind, ``c`` correlation id (may be empty), ``m`` msgpack of the meta dict,
+* ``p`` the payload blob, present only when the payload is not None (``b""`` stays ``b""``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import msgpack
+
+from ..replay.events import OUTCOME_KINDS, Event, NewEvent
+from .base import DueTimer, RunRecord
+
+__all__ = [
+    "RESERVED_META",
+    "decode_due",
+    "decode_entry",
+    "decode_run",
+    "decode_timer",
+    "check_extra",
+    "encode_fields",
+    "encode_timer",
+    "event_args",
+    "outcome_key",
+    "split_lease",
+]
+
+_log = logging.getLogger("durable_celery.store")
+
+#: Meta hash fields the store owns; the rest are a run's ``extra`` fields.
+RESERVED_META = frozenset({"workflow", "status", "created_ms", "updated_ms"})
+
+
+def pack_meta(meta: Mapping[str, Any]) -> bytes:
+    return msgpack.packb(dict(meta), use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def encode_fields(event: NewEvent) -> dict[str, bytes]:
+    fields = {"k": event.kind.encode(), "c": event.cid.encode(), "m": pack_meta(event.meta)}
+    if event.payload is not None:
+        fields["p"] = bytes(event.payload)
+    return fields
+
+
+def outcome_key(event: NewEvent) -> str:
+    """The append-once key of an event appended by the orchestrator: its cid, for outcomes."""
+    return event.cid if event.kind in OUTCOME_KINDS and event.cid else ""
+
+
+def event_args(event: NewEvent) -> list[str | bytes]:
+    """The ARGV slots the Lua scripts take per event: kind, cid, meta, has-payload flag, payload."""
+    return [
+        event.kind,
+        event.cid,
+        pack_meta(event.meta),
+        "0" if event.payload is None else "1",
+        b"" if event.payload is None else bytes(event.payload),
+    ]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def decode_entry(entry_id: bytes | str, fields: Mapping[Any, bytes]) -> Event:
+    """Build an :class:`Event` from a stream entry (keys may be bytes or str)."""
+    get = {_text(k): v for k, v in fields.items()}
+    meta = msgpack.unpackb(get["m"], raw=False, strict_map_key=False) if "m" in get else {}
+    return Event(
+        entry_id=_text(entry_id),
+        kind=_text(get["k"]),
+        cid=_text(get.get("c", b"")),
+        meta=meta,
+        payload=get.get("p"),
+    )
+
+
+def encode_timer(kind: str, run_id: str, cid: str, data: Mapping[str, Any]) -> str:
+    """A timer's zset member. Canonical JSON, so registering the same timer twice is one timer.
+
+    ``data`` must be JSON-serialisable and small (attempt numbers, names); it is part of the
+    timer's identity.
+    """
+    return json.dumps([kind, run_id, cid, dict(data)], sort_keys=True, separators=(",", ":"))
+
+
+def decode_timer(member: bytes | str) -> DueTimer:
+    kind, run_id, cid, data = json.loads(_text(member))
+    return DueTimer(member=_text(member), kind=kind, run_id=run_id, cid=cid, data=data)
+
+
+def decode_due(members: Iterable[bytes | str], remove: Callable[[str], None]) -> list[DueTimer]:
+    """Decode claimed timer members. A member that is not ours (written by hand, or by an
+    incompatible version) is removed with a warning: left in place it would come back forever."""
+    due: list[DueTimer] = []
+    for member in members:
+        try:
+            due.append(decode_timer(member))
+        except (ValueError, TypeError, UnicodeDecodeError):
+            _log.warning("dropping malformed durable timer %r", member)
+            remove(_text(member))
+    return due
+
+
+def split_lease(value: bytes | str) -> tuple[int, str]:
+    """A lease value is ``"<ttl_ms>:<token>"``: holding the ttl lets a fenced append renew the
+    lease for as long as it was acquired, without every caller passing it again."""
+    ttl, _, token = _text(value).partition(":")
+    return int(ttl), token
+
+
+def decode_run(run_id: str, fields: Mapping[Any, Any]) -> RunRecord | None:
+    """Build a :class:`RunRecord` from a meta hash (None when the hash is empty or missing)."""
+    if not fields:
+        return None
+    extra = {_text(k): _text(v) for k, v in fields.items()}
+    return RunRecord(
+        run_id=run_id,
+        workflow=extra.pop("workflow", ""),
+        status=extra.pop("status", ""),
+        created_ms=int(extra.pop("created_ms", "0")),
+        updated_ms=int(extra.pop("updated_ms", "0")),
+        extra=extra,
+    )
+
+
+def check_extra(extra: Mapping[str, str]) -> None:
+    """Refuse extra meta fields that would overwrite the store's own."""
+    clash = RESERVED_META.intersection(extra)
+    if clash:
+        raise ValueError(
+            f"extra run fields {sorted(clash)} clash with the store's own; rename them"
+        )
+    for name, value in extra.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise ValueError(f"extra run field {name!r}: names and values must be str")

@@ -1,0 +1,30 @@
+-- create_run: create a run with its run_started entry and set its wake flag, unless it exists.
+-- KEYS[1] log (stream)   KEYS[2] meta (hash)   KEYS[3] wake (string)
+-- ARGV[1] workflow name  ARGV[2] kind  ARGV[3] cid  ARGV[4] packed meta
+-- ARGV[5] "1" when a payload follows, else "0"   ARGV[6] payload
+-- ARGV[7..] extra meta fields, as field, value pairs
+-- Returns {1, entry id} when created, {0, created_ms} when the run exists (created_ms "0" when
+-- only its log exists). The caller indexes the run in the global runs zset afterwards: that key
+-- may live on another cluster slot, so it is not touched here.
+local unpack = unpack or table.unpack
+
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then
+  return {0, redis.call('HGET', KEYS[2], 'created_ms') or '0'}
+end
+
+local fields = {'k', ARGV[2], 'c', ARGV[3], 'm', ARGV[4]}
+if ARGV[5] == '1' then
+  fields[7] = 'p'
+  fields[8] = ARGV[6]
+end
+local id = redis.call('XADD', KEYS[1], '*', unpack(fields))
+-- The entry id's millisecond part is the server clock at creation.
+local ms = string.match(id, '^(%d+)-')
+
+redis.call('HSET', KEYS[2], 'workflow', ARGV[1], 'status', 'running',
+  'created_ms', ms, 'updated_ms', ms)
+for i = 7, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+redis.call('SET', KEYS[3], '1')
+return {1, id}

@@ -1,0 +1,26 @@
+-- record_outcome: append-once an outcome under a key, and optionally set the wake flag.
+-- KEYS[1] meta  KEYS[2] outcomes  KEYS[3] log  KEYS[4] wake
+-- ARGV[1] append-once key  ARGV[2] "1" to set the wake flag  ARGV[3] kind  ARGV[4] cid
+-- ARGV[5] packed meta  ARGV[6] "1"/"0" has payload  ARGV[7] payload
+-- Returns {entry id, created 1/0, woke 1/0}; -2 when the run does not exist (a late outcome
+-- for a deleted run must not recreate an orphan log that nothing would ever delete).
+local unpack = unpack or table.unpack
+
+local existing = redis.call('HGET', KEYS[2], ARGV[1])
+if existing then return {existing, 0, 0} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+
+local fields = {'k', ARGV[3], 'c', ARGV[4], 'm', ARGV[5]}
+if ARGV[6] == '1' then
+  fields[7] = 'p'
+  fields[8] = ARGV[7]
+end
+local id = redis.call('XADD', KEYS[3], '*', unpack(fields))
+redis.call('HSET', KEYS[2], ARGV[1], id)
+redis.call('HSET', KEYS[1], 'updated_ms', string.match(id, '^(%d+)-'))
+
+-- Whoever sets the flag while it was clear must enqueue a pass; a pass already queued or
+-- running will see this entry because finish_pass refuses to clear the flag past it.
+local woke = 0
+if ARGV[2] == '1' and redis.call('SET', KEYS[4], '1', 'NX') then woke = 1 end
+return {id, 1, woke}

@@ -1,0 +1,292 @@
+"""The Redis streams event store: the product.
+
+One stream per run, plus a few small per-run keys (see :mod:`.keys`), all under the run's hash
+tag. Every check-and-write is one Lua script (see ``lua/``), so the orchestrator's hot path is
+one round trip per call: :meth:`read_since` (XRANGE), :meth:`append_fenced` and
+:meth:`finish_pass` (one EVALSHA each).
+
+Needs Redis >= 6.2 (exclusive XRANGE bounds) or fakeredis with Lua (``lupa``). Clocks: every
+timestamp (entry ids, deadlines, ``updated_ms``) comes from the Redis server, which all workers
+share, so worker clock skew never moves a deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from ..replay.events import RUN_STARTED, Event, NewEvent, entry_millis
+from . import keys
+from .base import (
+    DueTimer,
+    OutcomeResult,
+    RunRecord,
+    check_lease_args,
+    lease_lost,
+    run_not_found,
+)
+from .entries import (
+    check_extra,
+    decode_due,
+    decode_entry,
+    decode_run,
+    encode_timer,
+    event_args,
+    outcome_key,
+    split_lease,
+)
+from .scripts import Scripts
+
+__all__ = ["RedisEventStore"]
+
+_LEASE_LOST = -1
+_NO_RUN = -2
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisEventStore:
+    """:class:`~.base.EventStore` on Redis streams.
+
+    ``client`` must return bytes (``decode_responses=False``): payloads are binary.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str = "durable") -> None:
+        pool = getattr(client, "connection_pool", None)  # RedisCluster has none
+        if getattr(pool, "connection_kwargs", {}).get("decode_responses"):
+            raise ValueError(
+                "RedisEventStore needs a client created with decode_responses=False "
+                "(payloads are binary); create another client for the store"
+            )
+        self.prefix = keys.validate_prefix(prefix)
+        # redis-py types replies as "value or awaitable"; this store is sync-only.
+        self._r: Any = client
+        self._scripts = Scripts.register(client)
+        # fakeredis' XREAD BLOCK has not blocked reliably across the versions we accept, so
+        # on fakeredis read_blocking polls instead (the cost does not matter there).
+        self._poll_reads = type(client).__module__.startswith("fakeredis")
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "durable", **kwargs: Any) -> RedisEventStore:
+        kwargs["decode_responses"] = False
+        return cls(redis.Redis.from_url(url, **kwargs), prefix)
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._r  # type: ignore[no-any-return]
+
+    def _keys(self, run_id: str) -> keys.RunKeys:
+        return keys.run_keys(self.prefix, run_id)
+
+    # -- runs -------------------------------------------------------------------------------------
+    def create_run(
+        self, run_id: str, workflow: str, started: NewEvent, extra: dict[str, str]
+    ) -> bool:
+        if started.kind != RUN_STARTED:
+            raise ValueError(f"a run must start with a {RUN_STARTED!r} entry, not {started.kind!r}")
+        check_extra(extra)
+        k = self._keys(run_id)
+        args: list[Any] = [workflow, *event_args(started)]
+        for name, value in extra.items():
+            args += [name, value]
+        created, value = self._scripts.create_run(keys=[k.log, k.meta, k.wake], args=args)
+        created_ms = entry_millis(_text(value)) if created == 1 else int(value)
+        if created_ms:
+            # Indexed after the script (another cluster slot); NX on every call, so a crash
+            # between the two is repaired by the caller's retry of create_run.
+            self._r.zadd(keys.runs_index(self.prefix), {run_id: created_ms}, nx=True)
+        return bool(created == 1)
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        return decode_run(run_id, self._r.hgetall(self._keys(run_id).meta))
+
+    def list_runs(self, status: str | None = None, limit: int = 100) -> list[RunRecord]:
+        """Newest first; runs whose meta is gone (deleted mid-listing) are left out."""
+        found: list[RunRecord] = []
+        chunk = limit if status is None else max(limit, 100)
+        start = 0
+        while len(found) < limit:
+            ids = [
+                _text(i)
+                for i in self._r.zrevrange(keys.runs_index(self.prefix), start, start + chunk - 1)
+            ]
+            if not ids:
+                break
+            pipe = self._r.pipeline(transaction=False)
+            for run_id in ids:
+                pipe.hgetall(self._keys(run_id).meta)
+            for run_id, fields in zip(ids, pipe.execute(), strict=True):
+                record = decode_run(run_id, fields)
+                if record is not None and (status is None or record.status == status):
+                    found.append(record)
+                    if len(found) == limit:
+                        break
+            start += chunk
+        return found
+
+    def set_status(self, run_id: str, status: str) -> None:
+        if self._scripts.set_status(keys=[self._keys(run_id).meta], args=[status]) == _NO_RUN:
+            raise run_not_found(run_id)
+
+    def delete_run(self, run_id: str) -> bool:
+        """Delete every key of the run and unindex it; True if it existed. Timers of the run
+        are left to fire into nothing (``record_outcome`` raises RunNotFound; drop them then)."""
+        pipe = self._r.pipeline(transaction=False)
+        pipe.delete(*self._keys(run_id).all())
+        pipe.zrem(keys.runs_index(self.prefix), run_id)
+        deleted, unindexed = pipe.execute()
+        return bool(deleted or unindexed)
+
+    # -- the log ----------------------------------------------------------------------------------
+    def read_since(self, run_id: str, after_id: str | None) -> list[Event]:
+        start = "-" if after_id is None else f"({after_id}"
+        return [decode_entry(i, f) for i, f in self._r.xrange(self._keys(run_id).log, start, "+")]
+
+    def read_entry(self, run_id: str, entry_id: str) -> Event | None:
+        found = self._r.xrange(self._keys(run_id).log, entry_id, entry_id, count=1)
+        return decode_entry(*found[0]) if found else None
+
+    def read_blocking(self, run_id: str, after_id: str | None, timeout_ms: int) -> list[Event]:
+        """Like :meth:`read_since`, but wait up to ``timeout_ms`` for entries to arrive.
+
+        Returns at once when entries are already there; ``[]`` on timeout. The client's
+        ``socket_timeout`` must exceed ``timeout_ms``.
+        """
+        if self._poll_reads:
+            deadline = time.monotonic() + timeout_ms / 1000
+            while True:
+                events = self.read_since(run_id, after_id)
+                remaining = deadline - time.monotonic()
+                if events or remaining <= 0:
+                    return events
+                time.sleep(min(0.005, remaining))
+        log = self._keys(run_id).log
+        # BLOCK 0 would wait forever: a timeout is always finite here.
+        reply = self._r.xread({log: after_id or "0-0"}, block=max(int(timeout_ms), 1))
+        return [decode_entry(i, f) for i, f in _xread_entries(reply)]
+
+    def outcome_id(self, run_id: str, key: str) -> str | None:
+        found = self._r.hget(self._keys(run_id).outcomes, key)
+        return None if found is None else _text(found)
+
+    def append_fenced(
+        self,
+        run_id: str,
+        token: str,
+        events: Sequence[NewEvent],
+        *,
+        status: str | None = None,
+        outbox: Sequence[str] = (),
+    ) -> list[str]:
+        k = self._keys(run_id)
+        args: list[Any] = [token, status or "", len(events)]
+        for event in events:
+            args += [*event_args(event), outcome_key(event)]
+        args += outbox
+        reply = self._scripts.append_fenced(
+            keys=[k.lease, k.log, k.meta, k.outcomes, k.outbox], args=args
+        )
+        if reply == _LEASE_LOST:
+            raise lease_lost(run_id)
+        if reply == _NO_RUN:
+            raise run_not_found(run_id)
+        return [_text(i) for i in reply]
+
+    def record_outcome(
+        self, run_id: str, key: str, event: NewEvent, *, wake: bool = True
+    ) -> OutcomeResult:
+        """Raises RunNotFound when the run does not exist (e.g. deleted before a late outcome)."""
+        k = self._keys(run_id)
+        args = [key, "1" if wake else "0", *event_args(event)]
+        reply = self._scripts.record_outcome(keys=[k.meta, k.outcomes, k.log, k.wake], args=args)
+        if reply == _NO_RUN:
+            raise run_not_found(run_id)
+        entry_id, created, woke = reply
+        return OutcomeResult(_text(entry_id), created == 1, woke == 1)
+
+    # -- orchestration ----------------------------------------------------------------------------
+    def acquire_lease(self, run_id: str, token: str, ttl_ms: int) -> bool:
+        """Take the lease, or renew it (for ``ttl_ms``) when ``token`` already holds it."""
+        check_lease_args(token, ttl_ms)
+        lease = self._keys(run_id).lease
+        return bool(self._scripts.acquire_lease(keys=[lease], args=[token, int(ttl_ms)]) == 1)
+
+    def lease_ttl_ms(self, run_id: str) -> int:
+        return max(int(self._r.pttl(self._keys(run_id).lease)), 0)
+
+    def lease_holder(self, run_id: str) -> str | None:
+        """The token holding the run's lease, if any (for diagnostics)."""
+        value = self._r.get(self._keys(run_id).lease)
+        return None if value is None else split_lease(value)[1]
+
+    def finish_pass(self, run_id: str, token: str, last_id: str) -> bool:
+        """Raises LeaseLost when ``token`` no longer holds the lease (nothing is cleared)."""
+        k = self._keys(run_id)
+        reply = self._scripts.finish_pass(
+            keys=[k.lease, k.log, k.outbox, k.wake], args=[token, last_id]
+        )
+        if reply == _LEASE_LOST:
+            raise lease_lost(run_id)
+        return bool(reply == 1)
+
+    def release_lease(self, run_id: str, token: str) -> None:
+        self._scripts.release_lease(keys=[self._keys(run_id).lease], args=[token])
+
+    def request_wake(self, run_id: str) -> bool:
+        """Raises RunNotFound when the run does not exist (no orphan flag is left behind)."""
+        k = self._keys(run_id)
+        reply = self._scripts.request_wake(keys=[k.meta, k.wake], args=[])
+        if reply == _NO_RUN:
+            raise run_not_found(run_id)
+        return bool(reply == 1)
+
+    def wake_pending(self, run_id: str) -> bool:
+        """Whether the run's wake flag is set (a pass is queued or running)."""
+        return bool(self._r.exists(self._keys(run_id).wake))
+
+    def pending_outbox(self, run_id: str) -> list[str]:
+        return sorted(_text(m) for m in self._r.smembers(self._keys(run_id).outbox))
+
+    # -- timers -----------------------------------------------------------------------------------
+    def add_timer(
+        self, kind: str, run_id: str, cid: str, delay_ms: int, data: dict[str, Any]
+    ) -> int:
+        """Deadline = Redis server time + ``delay_ms``. Re-adding the same timer (same kind,
+        run, cid and data) keeps its first deadline."""
+        keys.validate_run_id(run_id)
+        member = encode_timer(kind, run_id, cid, data)
+        return int(
+            self._scripts.add_timer(keys=[keys.timers(self.prefix)], args=[member, int(delay_ms)])
+        )
+
+    def claim_due_timers(self, claim_ms: int, limit: int = 100) -> list[DueTimer]:
+        members = self._scripts.claim_due_timers(
+            keys=[keys.timers(self.prefix)], args=[int(claim_ms), int(limit)]
+        )
+        return decode_due(members, self.remove_timer)
+
+    def remove_timer(self, member: str) -> None:
+        self._r.zrem(keys.timers(self.prefix), member)
+
+    def now_ms(self) -> int:
+        seconds, micros = self._r.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _xread_entries(reply: Any) -> list[Any]:
+    """Entries of a one-stream XREAD reply, under RESP2 ``[[key, entries]]`` or RESP3
+    ``{key: [entries]}`` (redis-py wraps RESP3 entry lists once more)."""
+    if not reply:
+        return []
+    per_stream = list(reply.values()) if isinstance(reply, dict) else [s[1] for s in reply]
+    found: list[Any] = []
+    for entries in per_stream:
+        if entries and isinstance(entries[0], list):
+            entries = entries[0]
+        found.extend(entries)
+    return found

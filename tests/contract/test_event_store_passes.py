@@ -1,0 +1,199 @@
+"""The event store contract, part 2: what an orchestrator pass relies on (lease, fenced
+appends, wake flag, outbox, finishing) and durable timers. Runs on every store kind."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from durable_celery.errors import LeaseLost, RunNotFound
+from durable_celery.replay.events import MARKER, STEP_COMPLETED, STEP_SCHEDULED, NewEvent
+from durable_celery.store import EventStore
+
+from .support import finish, last_id, make_run, wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+
+# -- fenced appends and the lease -----------------------------------------------------------------
+def test_append_fenced_requires_the_lease_and_writes_nothing_without_it(store: EventStore) -> None:
+    make_run(store)
+    before = store.read_since("r1", None)
+    with pytest.raises(LeaseLost):
+        store.append_fenced("r1", "t", [NewEvent(MARKER)], status="failed", outbox=["x"])
+    assert store.acquire_lease("r1", "holder", 10_000)
+    with pytest.raises(LeaseLost):
+        store.append_fenced("r1", "intruder", [NewEvent(STEP_COMPLETED, "s1")], outbox=["x"])
+    assert store.read_since("r1", None) == before
+    assert store.outcome_id("r1", "s1") is None
+    assert store.pending_outbox("r1") == []
+    record = store.get_run("r1")
+    assert record is not None and record.status == "running"
+
+
+def test_append_fenced_to_an_unknown_run_raises_run_not_found(store: EventStore) -> None:
+    assert store.acquire_lease("ghost", "t", 10_000)
+    with pytest.raises(RunNotFound):
+        store.append_fenced("ghost", "t", [NewEvent(MARKER)])
+    assert store.read_since("ghost", None) == []
+
+
+def test_append_fenced_sets_status_and_outbox(store: EventStore) -> None:
+    make_run(store)
+    assert store.acquire_lease("r1", "t", 10_000)
+    ids = store.append_fenced(
+        "r1", "t", [NewEvent(STEP_SCHEDULED, "s1"), NewEvent(STEP_SCHEDULED, "s2")],
+        status="running", outbox=["s2", "s1"],
+    )  # fmt: skip
+    assert len(ids) == 2 and ids[0] != ids[1]
+    assert store.pending_outbox("r1") == ["s1", "s2"]
+    assert store.append_fenced("r1", "t", [], status="completed") == []
+    record = store.get_run("r1")
+    assert record is not None and record.status == "completed"
+
+
+def test_a_lease_is_exclusive_renewable_and_released_only_by_its_holder(
+    store: EventStore,
+) -> None:
+    make_run(store)
+    assert store.lease_holder("r1") is None
+    assert store.acquire_lease("r1", "a", 10_000)
+    assert not store.acquire_lease("r1", "b", 10_000)
+    assert store.acquire_lease("r1", "a", 20_000)  # re-entrant: renews
+    assert 10_000 < store.lease_ttl_ms("r1") <= 20_000
+    store.release_lease("r1", "b")
+    assert store.lease_holder("r1") == "a"
+    store.release_lease("r1", "a")
+    assert store.lease_ttl_ms("r1") == 0
+    assert store.acquire_lease("r1", "b", 10_000)
+
+
+def test_an_expired_lease_can_be_taken_and_fences_out_its_old_holder(store: EventStore) -> None:
+    make_run(store)
+    assert store.acquire_lease("r1", "old", 50)
+    wait_until(lambda: store.lease_ttl_ms("r1") == 0)
+    assert store.acquire_lease("r1", "new", 10_000)
+    with pytest.raises(LeaseLost):
+        store.append_fenced("r1", "old", [NewEvent(MARKER)])
+    with pytest.raises(LeaseLost):
+        store.finish_pass("r1", "old", last_id(store, "r1"))
+    assert store.lease_holder("r1") == "new"
+
+
+def test_a_fenced_append_renews_the_lease_for_its_original_ttl(store: EventStore) -> None:
+    make_run(store)
+    assert store.acquire_lease("r1", "t", 3_000)
+    wait_until(lambda: store.lease_ttl_ms("r1") < 2_500)
+    store.append_fenced("r1", "t", [])
+    assert store.lease_ttl_ms("r1") > 2_500
+
+
+def test_lease_arguments_are_checked(store: EventStore) -> None:
+    with pytest.raises(ValueError, match="token"):
+        store.acquire_lease("r1", "", 1_000)
+    with pytest.raises(ValueError, match="ttl"):
+        store.acquire_lease("r1", "t", 0)
+
+
+# -- wake flag, outbox, finishing a pass ----------------------------------------------------------
+def test_the_wake_flag_coalesces_wakes_until_a_pass_finishes(store: EventStore) -> None:
+    make_run(store)
+    finish(store)
+    assert not store.wake_pending("r1")
+    quiet = store.record_outcome("r1", "r0", NewEvent(STEP_COMPLETED, "r0"), wake=False)
+    assert quiet.created and not quiet.wake and not store.wake_pending("r1")
+    first = store.record_outcome("r1", "s1", NewEvent(STEP_COMPLETED, "s1"))
+    second = store.record_outcome("r1", "s2", NewEvent(STEP_COMPLETED, "s2"))
+    assert first.wake and not second.wake
+    assert not store.request_wake("r1")
+    duplicate = store.record_outcome("r1", "s1", NewEvent(STEP_COMPLETED, "s1"))
+    assert not duplicate.wake
+    finish(store)
+    assert store.record_outcome("r1", "s3", NewEvent(STEP_COMPLETED, "s3")).wake
+    finish(store)
+    assert store.request_wake("r1")
+    assert not store.request_wake("r1")
+
+
+def test_finish_pass_refuses_when_the_log_grew_and_keeps_flag_outbox_and_lease(
+    store: EventStore,
+) -> None:
+    make_run(store)
+    assert store.acquire_lease("r1", "t", 10_000)
+    (scheduled,) = store.append_fenced("r1", "t", [NewEvent(STEP_SCHEDULED, "s1")], outbox=["s1"])
+    late = store.record_outcome("r1", "s1", NewEvent(STEP_COMPLETED, "s1"))
+    assert not late.wake  # the running pass owns the flag
+    assert not store.finish_pass("r1", "t", scheduled)
+    assert store.wake_pending("r1")
+    assert store.pending_outbox("r1") == ["s1"]
+    assert store.lease_holder("r1") == "t"
+    assert store.finish_pass("r1", "t", late.entry_id)
+    assert not store.wake_pending("r1")
+    assert store.pending_outbox("r1") == []
+    assert store.lease_holder("r1") is None
+
+
+def test_finish_pass_without_the_lease_raises_and_clears_nothing(store: EventStore) -> None:
+    make_run(store)
+    assert store.acquire_lease("r1", "t", 10_000)
+    store.append_fenced("r1", "t", [], outbox=["s1"])
+    with pytest.raises(LeaseLost):
+        store.finish_pass("r1", "intruder", last_id(store, "r1"))
+    store.release_lease("r1", "t")
+    with pytest.raises(LeaseLost):
+        store.finish_pass("r1", "t", last_id(store, "r1"))
+    assert store.wake_pending("r1")
+    assert store.pending_outbox("r1") == ["s1"]
+
+
+def test_the_outbox_accumulates_across_appends_until_finish_pass(store: EventStore) -> None:
+    make_run(store)
+    assert store.acquire_lease("r1", "t", 10_000)
+    store.append_fenced("r1", "t", [NewEvent(STEP_SCHEDULED, "a")], outbox=["a"])
+    store.append_fenced("r1", "t", [NewEvent(STEP_SCHEDULED, "b")], outbox=["b", "a"])
+    store.release_lease("r1", "t")  # a pass that dies keeps its outbox for the next one
+    assert store.pending_outbox("r1") == ["a", "b"]
+    finish(store, token="next")
+    assert store.pending_outbox("r1") == []
+
+
+# -- timers ---------------------------------------------------------------------------------------
+def test_a_timer_is_due_after_its_delay_on_the_store_clock(store: EventStore) -> None:
+    make_run(store)
+    now = store.now_ms()
+    assert abs(now - time.time() * 1000) < 60_000
+    deadline = store.add_timer("retry", "r1", "s1", 60_000, {"attempt": 2})
+    assert now + 60_000 <= deadline <= store.now_ms() + 60_000
+    assert store.claim_due_timers(10_000) == []
+    store.add_timer("timer", "r1", "t1", 0, {})
+    (due,) = store.claim_due_timers(10_000)
+    assert (due.kind, due.run_id, due.cid, due.data) == ("timer", "r1", "t1", {})
+
+
+def test_a_claimed_timer_is_hidden_until_its_claim_expires(store: EventStore) -> None:
+    store.add_timer("retry", "r1", "s1", 0, {"attempt": 2, "step": "charge"})
+    (claimed,) = store.claim_due_timers(claim_ms=100)
+    assert claimed.data == {"attempt": 2, "step": "charge"}
+    assert store.claim_due_timers(claim_ms=100) == []
+    wait_until(lambda: bool(store.claim_due_timers(claim_ms=10_000)))
+    assert store.claim_due_timers(claim_ms=10_000) == []
+    store.remove_timer(claimed.member)
+    store.add_timer("retry", "r2", "s1", 0, {})
+    assert [t.run_id for t in store.claim_due_timers(claim_ms=0)] == ["r2"]
+
+
+def test_timers_are_claimed_in_deadline_order_up_to_the_limit(store: EventStore) -> None:
+    store.add_timer("timer", "r1", "b-first", 0, {})
+    time.sleep(0.005)
+    store.add_timer("timer", "r1", "a-second", 0, {})
+    store.add_timer("timer", "r1", "c-third", -60_000, {})  # a negative delay counts as 0
+    assert [t.cid for t in store.claim_due_timers(10_000, limit=2)] == ["b-first", "a-second"]
+    assert [t.cid for t in store.claim_due_timers(10_000, limit=2)] == ["c-third"]
+
+
+def test_adding_the_same_timer_again_keeps_its_first_deadline(store: EventStore) -> None:
+    first = store.add_timer("retry", "r1", "s1", 50_000, {"attempt": 1})
+    time.sleep(0.005)
+    assert store.add_timer("retry", "r1", "s1", 90_000, {"attempt": 1}) == first
+    assert store.add_timer("retry", "r1", "s1", 90_000, {"attempt": 2}) > first

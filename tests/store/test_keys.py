@@ -1,0 +1,78 @@
+"""Key naming: one module, a hash tag per run, global keys outside any tag."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from redis.crc import key_slot
+
+from durable_celery.store import keys
+
+# When a property fails, hypothesis imports libcst to suggest a patch, and libcst trips a
+# DeprecationWarning in mypy_extensions: with filterwarnings=error that hides the real failure
+# behind a pytest INTERNALERROR.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning"
+)
+
+run_ids = st.text(
+    alphabet=st.characters(exclude_characters="{}", exclude_categories=["Cs"]),
+    min_size=1,
+    max_size=keys.MAX_RUN_ID_LENGTH,
+)
+
+
+def test_run_keys_are_named_under_the_prefix_and_the_run_hash_tag() -> None:
+    k = keys.run_keys("durable", "r-42")
+    assert k.all() == (
+        "durable:{r-42}:log",
+        "durable:{r-42}:meta",
+        "durable:{r-42}:outcomes",
+        "durable:{r-42}:lease",
+        "durable:{r-42}:wake",
+        "durable:{r-42}:outbox",
+    )
+    assert len(set(k.all())) == len(k.all())
+
+
+def test_global_keys_carry_no_hash_tag() -> None:
+    assert keys.runs_index("durable") == "durable:runs"
+    assert keys.timers("durable") == "durable:timers"
+    assert "{" not in keys.runs_index("p") + keys.timers("p")
+
+
+@given(run_id=run_ids)
+def test_every_key_of_a_run_lives_in_the_slot_of_its_run_id(run_id: str) -> None:
+    slots = {key_slot(key.encode()) for key in keys.run_keys("durable", run_id).all()}
+    assert slots == {key_slot(run_id.encode())}
+
+
+@pytest.mark.parametrize(
+    ("run_id", "why"),
+    [
+        ("", "non-empty"),
+        ("a{b", "must not contain"),
+        ("a}b", "must not contain"),
+        ("{r}", "must not contain"),
+        ("x" * (keys.MAX_RUN_ID_LENGTH + 1), "at most 200"),
+    ],
+)
+def test_bad_run_ids_are_refused_with_a_message_saying_why(run_id: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        keys.run_keys("durable", run_id)
+
+
+def test_a_run_id_of_the_maximum_length_is_accepted() -> None:
+    assert keys.validate_run_id("x" * keys.MAX_RUN_ID_LENGTH)
+
+
+def test_a_non_string_run_id_is_refused() -> None:
+    with pytest.raises(ValueError, match="non-empty string"):
+        keys.validate_run_id(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("prefix", ["", "a{b}", "x}"])
+def test_bad_prefixes_are_refused(prefix: str) -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        keys.validate_prefix(prefix)

@@ -1,0 +1,39 @@
+"""What only the memory store must take care of itself: its clock and its copies."""
+
+from __future__ import annotations
+
+from durable_celery.replay.events import RUN_STARTED, STEP_COMPLETED, NewEvent
+from durable_celery.store import MemoryEventStore
+
+
+def test_entry_ids_keep_increasing_when_the_wall_clock_steps_back() -> None:
+    clock = iter([5_000.0, 4_000.0, 4_000.0, 6_000.0])
+    store = MemoryEventStore(clock=lambda: next(clock))
+    assert store.create_run("r1", "wf", NewEvent(RUN_STARTED), {})
+    for cid in ("a", "b", "c"):
+        store.record_outcome("r1", cid, NewEvent(STEP_COMPLETED, cid))
+    assert [e.entry_id for e in store.read_since("r1", None)] == [
+        "5000000-0",
+        "5000000-1",
+        "5000000-2",
+        "6000000-0",
+    ]
+
+
+def test_changing_an_event_read_back_does_not_change_the_log() -> None:
+    store = MemoryEventStore()
+    meta = {"items": [1, 2]}
+    assert store.create_run("r1", "wf", NewEvent(RUN_STARTED, "", meta), {})
+    meta["items"].append(3)
+    (event,) = store.read_since("r1", None)
+    event.meta["items"].append(4)
+    assert store.read_since("r1", None)[0].meta == {"items": [1, 2]}
+
+
+def test_timers_follow_the_clock_it_was_given() -> None:
+    now = [1_000.0]
+    store = MemoryEventStore(clock=lambda: now[0])
+    assert store.add_timer("timer", "r1", "t1", 60_000, {}) == 1_060_000
+    assert store.claim_due_timers(1_000) == []
+    now[0] += 60
+    assert [t.cid for t in store.claim_due_timers(1_000)] == ["t1"]
