@@ -1,6 +1,8 @@
 """durable_celery: durable workflows for Celery, replayed from an event log in Redis streams."""
 
 from .errors import (
+    EventKeyInUse,
+    EventNotDelivered,
     DecodingError,
     DecryptionError,
     DurableError,
@@ -16,11 +18,50 @@ from .errors import (
     WorkflowCancelled,
 )
 from .integration import Durable
-from .workflow import RunHandle, StepInfo, current_step, gather
+from .workflow import (
+    ALL_COMPLETED,
+    FIRST_COMPLETED,
+    ChildHandle,
+    RunHandle,
+    StepInfo,
+    WorkflowInfo,
+    current_step,
+    first,
+    gather,
+    now,
+    patched,
+    random,
+    receive,
+    sleep,
+    sleep_until,
+    timer,
+    uuid4,
+    wait,
+    wait_for_event,
+    workflow_info,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ALL_COMPLETED",
+    "FIRST_COMPLETED",
+    "ChildHandle",
+    "EventKeyInUse",
+    "EventNotDelivered",
+    "WorkflowInfo",
+    "first",
+    "now",
+    "patched",
+    "random",
+    "receive",
+    "sleep",
+    "sleep_until",
+    "timer",
+    "uuid4",
+    "wait",
+    "wait_for_event",
+    "workflow_info",
     "DecodingError",
     "DecryptionError",
     "Durable",

@@ -30,6 +30,8 @@ __all__ = [
     "RunNotFound",
     "LeaseLost",
     "NotInWorkflowError",
+    "EventNotDelivered",
+    "EventKeyInUse",
     "Suspension",
 ]
 
@@ -124,6 +126,14 @@ class LeaseLost(DurableError):
 
 class NotInWorkflowError(DurableError, RuntimeError):
     """A workflow-only API was called outside a running workflow."""
+
+
+class EventNotDelivered(DurableError):
+    """No run waits for this event key; send with ``buffer=True`` to keep it for the next wait."""
+
+
+class EventKeyInUse(DurableError):
+    """Another live run already waits on this event key; use a key unique to each run."""
 
 
 class Suspension(BaseException):  # noqa: N818 - a control-flow signal, not an error

@@ -192,6 +192,32 @@ class Durable:
     def history(self, run_id: str) -> list[Event]:
         return self.runtime.client.history(run_id)
 
+    def send_event(
+        self, key: str, payload: Any = None, *, dedupe_id: str | None = None,
+        buffer: bool = False, buffer_ttl: float = 86400.0,
+    ) -> bool:
+        """Deliver ``payload`` to the run waiting in ``wait_for_event(key)``, from any process.
+
+        Raises ``EventNotDelivered`` when no run waits, unless ``buffer=True`` (kept for the next
+        wait on the key for ``buffer_ttl`` seconds). With ``dedupe_id``, a repeated send returns
+        False and delivers nothing.
+        """
+        return self.runtime.client.send_event(
+            key, payload, dedupe_id=dedupe_id, buffer=buffer, buffer_ttl=buffer_ttl
+        )
+
+    def signal(
+        self, run_id: str, name: str, payload: Any = None, *, dedupe_id: str | None = None
+    ) -> bool:
+        """Send a named signal to one run; its workflow takes it with ``receive(name)``."""
+        return self.runtime.client.signal(run_id, name, payload, dedupe_id=dedupe_id)
+
+    def map(self, step: StepDefinition[Any, R], items: Any) -> list[R]:
+        """Inside a workflow: run ``step`` over ``items`` in parallel; results in input order."""
+        from ..workflow.concurrency import gather
+
+        return gather(*(step.defer(item) for item in items))
+
 
 class _LazyClient:
     """Resolves the runtime when a run starts, not when the workflow is decorated."""

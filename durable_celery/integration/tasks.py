@@ -2,6 +2,10 @@
 
 Both use ``acks_late`` and ``reject_on_worker_lost``: a worker killed mid-task leaves the message
 to be delivered again, so a step runs again (at least once) and a pass is not lost.
+
+Both are registered with ``shared=False``: Celery's default also adds a task to every app
+finalized later in the process, and these tasks close over one ``Durable``, so a second app
+would run the first app's orchestrator (its store, its registry) under the same name.
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ RELIABLE = {"acks_late": True, "reject_on_worker_lost": True}
 
 
 def register_orchestrator(app: Celery, durable: Durable) -> Any:
-    @app.task(name=ORCHESTRATE_TASK, bind=True, ignore_result=True, max_retries=None, **RELIABLE)
+    @app.task(
+        name=ORCHESTRATE_TASK, bind=True, ignore_result=True, max_retries=None, shared=False,
+        **RELIABLE,
+    )
     def orchestrate(self: Any, run_id: str) -> str:
         report = durable.runtime.orchestrator.run(run_id)
         if report.status == "busy":
@@ -53,4 +60,4 @@ def register_step_task(app: Celery, durable: Durable, step: StepDefinition[Any, 
     options = {**RELIABLE, **step.task_options}
     if step.queue:
         options["queue"] = step.queue
-    return app.task(name=step.name, **options)(run_step)
+    return app.task(name=step.name, shared=False, **options)(run_step)

@@ -71,7 +71,12 @@ class ReplayContext:
         self._outcome_pos: dict[str, int] = {}
         self._counters: dict[str, int] = {}
         self._issued: set[str] = set()
+        self._consumed = 0  # recorded calls this execution has made (replayed or issued)
         self._new: list[Command] = []
+        self._signals: dict[str, list[int]] = {}
+        self._signals_taken: dict[str, int] = {}
+        self._markers: dict[str, ev.Event] = {}
+        self.patches: dict[str, bool] = {}
         self.replayed_calls = 0
         self.new_calls = 0
         self.suspended = False
@@ -85,9 +90,15 @@ class ReplayContext:
             pos = len(self.history)
             self.history.append(event)
             if event.kind in _SCHEDULED_KINDS:
+                if event.cid not in self._scheduled and event.cid in self._issued:
+                    self._consumed += 1  # our own new work, now recorded
                 self._scheduled[event.cid] = event
+                if event.kind == ev.MARKER:
+                    self._markers[str(event.meta.get("name"))] = event
             elif event.kind in ev.OUTCOME_KINDS:
                 self._outcome_pos.setdefault(event.cid, pos)
+            elif event.kind == ev.SIGNAL_RECEIVED:
+                self._signals.setdefault(str(event.meta.get("name")), []).append(pos)
 
     @property
     def last_entry_id(self) -> str | None:
@@ -122,7 +133,33 @@ class ReplayContext:
                     f"workflow now calls {command.describe()}"
                 )
             self.replayed_calls += 1
+            self._consumed += 1
         return Pending(self, command.cid)
+
+    # -- markers and signals ----------------------------------------------------------------------
+    def marker(self, name: str) -> ev.Event | None:
+        return self._markers.get(name)
+
+    @property
+    def past_recorded_work(self) -> bool:
+        """True while the log still holds calls this execution has not made again: the run
+        went further than here with the code it had then (so a new ``patched()`` is False)."""
+        return self._consumed < len(self._scheduled)
+
+    def next_signal_position(self, name: str) -> int | None:
+        """Log position of the next unconsumed signal ``name``, if it is in the log at all."""
+        positions = self._signals.get(name, ())
+        taken = self._signals_taken.get(name, 0)
+        return positions[taken] if len(positions) > taken else None
+
+    def take_signal(self, name: str) -> ev.Event:
+        pos = self.next_signal_position(name)
+        assert pos is not None and pos < self.cursor
+        self._signals_taken[name] = self._signals_taken.get(name, 0) + 1
+        return self.history[pos]
+
+    def visible(self, pos: int | None) -> bool:
+        return pos is not None and pos < self.cursor
 
     def recorded(self, cid: str) -> ev.Event | None:
         return self._scheduled.get(cid)
@@ -166,6 +203,12 @@ class ReplayContext:
                 self.suspended = True
                 raise Suspension()
             self.extend(new)
+
+    def cancel(self, cids: Sequence[str]) -> None:
+        """Ask the host to stop calls whose results will never be used (best effort)."""
+        cancel = getattr(self.host, "cancel", None)
+        if cancel is not None and cids:
+            cancel(list(cids))
 
     def take_commands(self) -> list[Command]:
         new, self._new = self._new, []

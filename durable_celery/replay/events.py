@@ -29,6 +29,7 @@ __all__ = [
     "RUN_COMPLETED",
     "RUN_FAILED",
     "RUN_CANCELLED",
+    "SIGNAL_RECEIVED",
     "OUTCOME_KINDS",
     "TERMINAL_KINDS",
     "entry_millis",
@@ -52,6 +53,8 @@ RUN_CANCEL_REQUESTED: Final = "run_cancel_requested"
 RUN_COMPLETED: Final = "run_completed"
 RUN_FAILED: Final = "run_failed"
 RUN_CANCELLED: Final = "run_cancelled"
+#: A named message sent to one run (``durable.signal``); consumed in log order by ``receive``.
+SIGNAL_RECEIVED: Final = "signal_received"
 
 #: Kinds that settle a correlation id (recorded exactly once per id).
 OUTCOME_KINDS: Final = frozenset(

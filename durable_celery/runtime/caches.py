@@ -128,7 +128,9 @@ class EventCache:
         new = self._read_since(run_id, after)
         with self._lock:
             events = self._runs.get(run_id, events)
-            if events is None or (events and after != events[-1].entry_id):
+            if events is None:
+                events = []  # first read of this run: ``new`` is already the whole log
+            elif events and after != events[-1].entry_id:
                 events = []  # raced with another refresh of the same run: start over
                 new = self._read_since(run_id, None)
             events.extend(new)

@@ -121,6 +121,34 @@ class RunClientImpl:
     def history(self, run_id: str) -> list[Event]:
         return self.rt.store.read_since(run_id, None)
 
+    # -- messages ---------------------------------------------------------------------------------
+    def send_event(
+        self, key: str, payload: Any = None, *, dedupe_id: str | None = None,
+        buffer: bool = False, buffer_ttl: float = 86400.0,
+    ) -> bool:
+        return self.rt.waits.send(
+            key, payload, dedupe_id=dedupe_id, buffer=buffer, buffer_ttl=buffer_ttl
+        )
+
+    def signal(
+        self, run_id: str, name: str, payload: Any = None, *, dedupe_id: str | None = None
+    ) -> bool:
+        """Append a signal to the run's log (kept in order until ``receive`` takes it)."""
+        if not isinstance(name, str) or not name:
+            raise TypeError("signal() needs a non-empty signal name")
+        status = self.run_status(run_id)
+        if status in _TERMINAL:
+            raise DurableError(f"run {run_id} is {status}; it cannot receive signals")
+        key = f"sig:{dedupe_id if dedupe_id is not None else uuid.uuid4().hex}"
+        blob = self.rt.codec.encode(
+            payload, Place(run_id, ev.SIGNAL_RECEIVED, key), label=f"signal {name!r} payload"
+        )
+        event = NewEvent(ev.SIGNAL_RECEIVED, key, {"name": name}, blob)
+        recorded = self.rt.store.record_outcome(run_id, key, event, wake=True)
+        if recorded.wake:
+            self.rt.dispatcher.wake(run_id)
+        return recorded.created
+
     # -- control ----------------------------------------------------------------------------------
     def cancel_run(self, run_id: str, reason: str = "") -> bool:
         status = self.run_status(run_id)

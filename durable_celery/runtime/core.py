@@ -29,7 +29,9 @@ class Runtime:
     ) -> None:
         from .client import RunClientImpl
         from .orchestrator import Orchestrator
+        from .starter import CommandStarter
         from .timers import TimerService
+        from .waits import EventWaits
         from .worker import StepWorker
 
         self.config = config
@@ -43,6 +45,8 @@ class Runtime:
         #: Parking workflows in greenlets is turned off for pools that are themselves greenlets.
         self.live_enabled = config.live_workflows
         self.timers = TimerService(self)
+        self.starter = CommandStarter(self)
+        self.waits = EventWaits(self)
         self.orchestrator = Orchestrator(self)
         self.steps = StepWorker(self)
         self.client = RunClientImpl(self)

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..codec import Place
 from ..replay import events as ev
-from ..replay.commands import Command, ScheduleStep
+from ..replay.commands import (
+    AwaitEvent,
+    Command,
+    RecordMarker,
+    ScheduleStep,
+    StartChild,
+    StartTimer,
+)
 from ..replay.events import Event, NewEvent
 from .steps import run_attempt
 
@@ -63,7 +70,10 @@ class PassHost:
             raise error
         if event.payload is None:
             return None
-        return rt.codec.decode(event.payload, Place(self.run_id, event.kind, event.cid))
+        value = rt.codec.decode(event.payload, Place(self.run_id, event.kind, event.cid))
+        if event.meta.get("error") and isinstance(value, BaseException):
+            raise value  # e.g. EventKeyInUse, or a child workflow's failure
+        return value
 
     # -- new work ---------------------------------------------------------------------------------
     def on_blocked(self, commands: Sequence[Command]) -> Sequence[Event]:
@@ -82,17 +92,27 @@ class PassHost:
         return mode == "inline"
 
     def _record(self, commands: Sequence[Command]) -> None:
-        """Run inline steps, then record everything in one fenced append, then send the rest."""
+        """Run inline steps, then record everything in one fenced append, then start the rest."""
         rt = self.runtime
         lone = len(commands) == 1
         events: list[NewEvent] = []
         outbox: list[str] = []
         to_send: list[tuple[ScheduleStep, int]] = []  # (command, index of its scheduled entry)
         retries: list[tuple[ScheduleStep, int, float]] = []
+        later: list[Command] = []  # timers, event timeouts, children: started after the append
         for command in commands:
             scheduled_at = len(events)
             events.append(self._scheduled_event(command))
+            if isinstance(command, AwaitEvent):
+                settled = rt.waits.register(self.run_id, command)
+                if settled is not None:
+                    events.append(settled)
+                    continue
             if not isinstance(command, ScheduleStep):
+                if not isinstance(command, RecordMarker):
+                    # In the outbox until started: a crash in between restarts it on recovery.
+                    outbox.append(command.cid)
+                    later.append(command)
                 continue
             if not self._inline(command, lone):
                 outbox.append(command.cid)
@@ -109,7 +129,6 @@ class PassHost:
             else:
                 assert result.retrying is not None
                 events.append(result.retrying)
-                # In the outbox until the retry timer exists: a crash in between resends it.
                 outbox.append(command.cid)
                 retries.append((command, scheduled_at, result.delay))
         ids = self._append(events, outbox=outbox)
@@ -119,17 +138,40 @@ class PassHost:
             step = rt.registry.step(command.name)
             rt.dispatcher.send_step(step, self.run_id, command.cid, ids[at], 1)
             self.stats.dispatched_steps += 1
+        for command in later:
+            rt.starter.start(self.run_id, command)
+
+    def cancel(self, cids: list[str]) -> None:
+        """Revoke dispatched steps whose results a race will never use."""
+        revoke = getattr(self.runtime.dispatcher, "revoke", None)
+        if revoke is not None:
+            revoke([f"{self.run_id}:{cid}" for cid in cids if cid.startswith(ScheduleStep.prefix)])
 
     def _scheduled_event(self, command: Command) -> NewEvent:
         rt = self.runtime
+        place = Place(self.run_id, command.scheduled_kind, command.cid)
         if isinstance(command, ScheduleStep):
             payload = rt.codec.encode(
-                (command.args, command.kwargs),
-                Place(self.run_id, ev.STEP_SCHEDULED, command.cid),
-                label=f"{command.name}(...)",
+                (command.args, command.kwargs), place, label=f"{command.name}(...)"
             )
             return NewEvent(ev.STEP_SCHEDULED, command.cid, command.identity(), payload)
-        raise NotImplementedError(f"{type(command).__name__} is not supported yet")
+        if isinstance(command, StartTimer):
+            return NewEvent(ev.TIMER_STARTED, command.cid, {"seconds": command.seconds})
+        if isinstance(command, AwaitEvent):
+            meta = {"key": command.key, "timeout": command.timeout}
+            return NewEvent(ev.EVENT_AWAITED, command.cid, meta)
+        if isinstance(command, RecordMarker):
+            payload = rt.codec.encode(command.value, place, label=f"marker {command.name}")
+            return NewEvent(ev.MARKER, command.cid, {"name": command.name}, payload)
+        if isinstance(command, StartChild):
+            payload = rt.codec.encode(
+                {"args": command.args, "kwargs": command.kwargs}, place,
+                label=f"{command.workflow}(...)",
+            )
+            meta = {"name": command.workflow, "child": command.child_run_id,
+                    "detached": command.detached}
+            return NewEvent(ev.CHILD_STARTED, command.cid, meta, payload)
+        raise TypeError(f"unknown command {type(command).__name__}")
 
     def _append(self, events: list[NewEvent], outbox: Sequence[str] = ()) -> list[str]:
         with self.runtime.clock(self.stats, "append_ms"):

@@ -85,9 +85,9 @@ class Orchestrator:
                 rt.live.put(run_id, execution)
         elif state == "cancelling":
             rt.live.drop(run_id)
-            rt.store.append_fenced(
-                run_id, token, [NewEvent(ev.RUN_CANCELLED, "", {})], status="cancelled"
-            )
+            cancelled = NewEvent(ev.RUN_CANCELLED, "", {})
+            rt.store.append_fenced(run_id, token, [cancelled], status="cancelled")
+            self._finished(run_id, cancelled, history)
             state = "cancelled"
         stats.entries_total = len(history)
         self._log_timing(run_id, history, stats, started, warm, state)
@@ -104,6 +104,9 @@ class Orchestrator:
             and execution.can_resume()
             and len(execution.ctx.history) == seen
             and execution.ctx.last_entry_id == (history[seen - 1].entry_id if seen else None)
+            # Code registered again since it parked (a re-import): replay with the code of now.
+            and getattr(rt.registry.workflows.get(execution.ctx.workflow), "fn", None)
+            is execution.fn
         ):
             with rt.clock(stats, "replay_ms"):
                 result = execution.resume(host, new)
@@ -171,25 +174,50 @@ class Orchestrator:
             event = NewEvent(ev.RUN_FAILED, "", meta, payload)
         with rt.clock(stats, "append_ms"):
             rt.store.append_fenced(run_id, token, [event], status=result.status)
+        self._finished(run_id, event, history)
         return result.status
 
     def _resend_outbox(self, run_id: str) -> None:
-        """A previous pass recorded steps but died before confirming it sent them: send again."""
+        """A previous pass recorded work but died before starting it: start it again."""
+        pending = self.rt.store.pending_outbox(run_id)
+        if pending:
+            history, _ = self.rt.events.refresh(run_id)
+            self.rt.starter.recover(run_id, history, pending)
+
+    # -- endings ----------------------------------------------------------------------------------
+    def _finished(self, run_id: str, final: NewEvent, history: list[Event]) -> None:
+        """Tell a parent run its child finished; cancel a cancelled run's attached children."""
         rt = self.rt
-        pending = rt.store.pending_outbox(run_id)
-        if not pending:
+        if final.kind == ev.RUN_CANCELLED:
+            for child in _attached_children(history):
+                try:
+                    rt.client.cancel_run(child, "parent cancelled")
+                except DurableError:
+                    pass  # already gone
+        record = rt.store.get_run(run_id)
+        parent = record.extra.get("parent") if record else None
+        if not parent or record is None:
             return
-        history, _ = rt.events.refresh(run_id)
-        for cid in pending:
-            if any(e.cid == cid and e.kind in ev.OUTCOME_KINDS for e in history):
-                continue
-            scheduled = next((e for e in history if e.cid == cid and e.kind == ev.STEP_SCHEDULED), None)
-            if scheduled is None:
-                continue
-            attempt = 1 + sum(1 for e in history if e.cid == cid and e.kind == ev.STEP_RETRYING)
-            step = rt.registry.step(str(scheduled.meta["name"]))
-            log.warning("run %s: re-sending step %s (%s), attempt %d", run_id, step.name, cid, attempt)
-            rt.dispatcher.send_step(step, run_id, cid, scheduled.entry_id, attempt)
+        parent_cid = record.extra["parent_cid"]
+        meta: dict[str, Any] = {"child": run_id, "status": final.kind}
+        if final.kind == ev.RUN_CANCELLED:
+            from ..errors import WorkflowCancelled
+
+            value: Any = WorkflowCancelled(f"child workflow run {run_id} was cancelled")
+            meta["error"] = "WorkflowCancelled"
+        else:
+            value = rt.codec.decode(final.payload or b"", Place(run_id, final.kind, ""))
+            if final.kind == ev.RUN_FAILED:
+                meta["error"] = final.meta.get("error", "error")
+        blob = rt.codec.encode(value, Place(parent, ev.CHILD_FINISHED, parent_cid))
+        try:
+            recorded = rt.store.record_outcome(
+                parent, parent_cid, NewEvent(ev.CHILD_FINISHED, parent_cid, meta, blob), wake=True
+            )
+        except DurableError:
+            return  # the parent is gone
+        if recorded.wake:
+            rt.dispatcher.wake(parent)
 
     def _log_timing(
         self, run_id: str, history: list[Event], stats: PassStats, started: float, warm: bool,
@@ -217,6 +245,14 @@ class Orchestrator:
             "warm": str(warm).lower(),
         }
         timing_log.info(" ".join(f"{k}={v}" for k, v in fields.items()), extra={"durable": fields})
+
+
+def _attached_children(history: list[Event]) -> list[str]:
+    finished = {e.cid for e in history if e.kind == ev.CHILD_FINISHED}
+    return [
+        str(e.meta["child"]) for e in history
+        if e.kind == ev.CHILD_STARTED and not e.meta.get("detached") and e.cid not in finished
+    ]
 
 
 def _state_of(history: list[Event]) -> str:

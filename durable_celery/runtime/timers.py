@@ -10,7 +10,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from ..errors import RunNotFound
+from ..replay import events as ev
+from ..replay.events import NewEvent
 from ..store.base import DueTimer
+from .starter import EVENT_TIMEOUT, TIMER
 
 if TYPE_CHECKING:
     from .core import Runtime
@@ -46,10 +50,26 @@ class TimerService:
         return len(due)
 
     def _fire(self, timer: DueTimer) -> None:
-        if timer.kind == RETRY:
-            self._fire_retry(timer)
-        else:
-            log.error("unknown timer kind %r (%s); dropping it", timer.kind, timer.member)
+        try:
+            if timer.kind == RETRY:
+                self._fire_retry(timer)
+            elif timer.kind == TIMER:
+                self._fire_timer(timer)
+            elif timer.kind == EVENT_TIMEOUT:
+                self.rt.waits.time_out(timer.run_id, timer.cid, str(timer.data.get("key")))
+            else:
+                log.error("unknown timer kind %r (%s); dropping it", timer.kind, timer.member)
+        except RunNotFound:
+            log.info("timer %s: its run no longer exists; dropping it", timer.member)
+
+    def _fire_timer(self, timer: DueTimer) -> None:
+        record = self.rt.store.get_run(timer.run_id)
+        if record is None or record.status in ("completed", "failed", "cancelled"):
+            return  # a race's losing timer, or a run that ended otherwise
+        event = NewEvent(ev.TIMER_FIRED, timer.cid, {})
+        recorded = self.rt.store.record_outcome(timer.run_id, timer.cid, event, wake=True)
+        if recorded.wake:
+            self.rt.dispatcher.wake(timer.run_id)
 
     def _fire_retry(self, timer: DueTimer) -> None:
         rt = self.rt

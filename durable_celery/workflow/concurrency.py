@@ -1,12 +1,35 @@
-"""Fan-out and fan-in inside a workflow."""
+"""Fan-out, fan-in and races inside a workflow.
+
+Every decision is made in log order: ``first`` returns the call whose outcome comes first in
+the log, ``wait`` reports as done exactly the calls whose outcomes were delivered when its
+condition was met, so a replay decides the same way however late it runs.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Any, Final
 
-from ..replay.context import Pending, require_context
+from ..replay.commands import StartTimer
+from ..replay.context import Pending, ReplayContext, require_context
+from .clock import seconds_of
 
-__all__ = ["gather"]
+__all__ = ["gather", "first", "wait", "FIRST_COMPLETED", "ALL_COMPLETED"]
+
+FIRST_COMPLETED: Final = "FIRST_COMPLETED"
+ALL_COMPLETED: Final = "ALL_COMPLETED"
+
+
+def _check(api: str, calls: Sequence[Any]) -> ReplayContext:
+    ctx = require_context(f"{api}()")
+    for i, call in enumerate(calls):
+        if not isinstance(call, Pending):
+            raise TypeError(
+                f"{api}() argument {i} is {type(call).__name__}, not a deferred call: pass "
+                "step.defer(...) (not step(...), which already waits for the result)"
+            )
+    return ctx
 
 
 def gather(*calls: Pending) -> list[Any]:
@@ -15,16 +38,51 @@ def gather(*calls: Pending) -> list[Any]:
     If any failed, raise the error of the one whose failure comes first in the log; the others'
     outcomes stay recorded.
     """
-    ctx = require_context("gather()")
-    for i, call in enumerate(calls):
-        if not isinstance(call, Pending):
-            raise TypeError(
-                f"gather() argument {i} is {type(call).__name__}, not a deferred call: pass "
-                "step.defer(...) (not step(...), which already waits for the result)"
-            )
+    ctx = _check("gather", calls)
     ctx.block_until(lambda: all(call.done() for call in calls))
-    failed_first = sorted(calls, key=lambda c: ctx.position(c.cid))
     results: dict[str, Any] = {}
-    for call in failed_first:  # log order, so the first failure in the log is the one raised
+    for call in sorted(calls, key=lambda c: ctx.position(c.cid)):  # log order
         results[call.cid] = call.result()
     return [results[call.cid] for call in calls]
+
+
+def first(*calls: Pending, cancel_losers: bool = False) -> tuple[int, Any]:
+    """Wait for the first call to finish (in log order); return ``(index, result)``.
+
+    Raises that call's error if it failed. The others keep running and their outcomes are
+    recorded (never delivered twice); ``cancel_losers=True`` asks Celery to revoke them.
+    """
+    ctx = _check("first", calls)
+    if not calls:
+        raise ValueError("first() needs at least one deferred call")
+    ctx.block_until(lambda: any(call.done() for call in calls))
+    index = min(range(len(calls)), key=lambda i: ctx.position(calls[i].cid))
+    if cancel_losers:
+        ctx.cancel([c.cid for i, c in enumerate(calls) if i != index and not c.done()])
+    return index, calls[index].result()
+
+
+def wait(
+    calls: Iterable[Pending],
+    return_when: str = ALL_COMPLETED,
+    timeout: float | timedelta | None = None,
+) -> tuple[list[Pending], list[Pending]]:
+    """Wait like ``concurrent.futures.wait``; return ``(done, pending)`` in argument order."""
+    pending_calls = list(calls)
+    ctx = _check("wait", pending_calls)
+    if return_when not in (FIRST_COMPLETED, ALL_COMPLETED):
+        raise ValueError("wait(return_when=...) takes FIRST_COMPLETED or ALL_COMPLETED")
+    if return_when == FIRST_COMPLETED:
+        def ready() -> bool:
+            return any(c.done() for c in pending_calls)
+    else:
+        def ready() -> bool:
+            return all(c.done() for c in pending_calls)
+    if timeout is not None and not ready():
+        seconds = seconds_of(timeout, "wait(timeout=...)")
+        deadline = ctx.issue(StartTimer(ctx.next_cid(StartTimer.prefix), seconds=seconds))
+        ctx.block_until(lambda: ready() or deadline.done())
+    else:
+        ctx.block_until(ready)
+    done = [c for c in pending_calls if c.done()]
+    return done, [c for c in pending_calls if not c.done()]

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from ..errors import WorkflowArgumentsError
-from ..replay.context import current_context
+from ..replay.commands import StartChild
+from ..replay.context import Pending, current_context
 from .handle import RunHandle
 
-__all__ = ["WorkflowDefinition", "Starter", "code_hash"]
+__all__ = ["ChildHandle", "WorkflowDefinition", "Starter", "code_hash"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -54,14 +55,40 @@ class WorkflowDefinition(Generic[P, R]):
                 f"signature is {self.name}{self.signature}"
             ) from None
 
-    def start(self, *args: P.args, run_id: str | None = None, **kwargs: P.kwargs) -> RunHandle:
-        """Start a run (or return the existing run with this ``run_id``)."""
+    def start(
+        self, *args: P.args, run_id: str | None = None, detached: bool = False, **kwargs: P.kwargs
+    ) -> Any:
+        """Start a run (or return the existing run with this ``run_id``) -> :class:`RunHandle`.
+
+        Inside a workflow this starts a *child* run and returns a :class:`ChildHandle`; its
+        ``result()`` suspends the parent durably until the child finishes. Cancelling the parent
+        cancels the child unless it was started with ``detached=True``.
+        """
+        ctx = current_context()
+        if ctx is not None:
+            return self._start_child(ctx, args, kwargs, run_id, detached)
+        if detached:
+            raise TypeError("detached=True only applies to child workflows (inside a workflow)")
         if self._starter is None:
             raise RuntimeError(
                 f"workflow {self.name!r} is not attached to a Durable app; decorate it with "
                 "@durable.workflow"
             )
         return self._starter.start_run(self, tuple(args), dict(kwargs), run_id)
+
+    def _start_child(
+        self, ctx: Any, args: tuple[Any, ...], kwargs: dict[str, Any], run_id: str | None,
+        detached: bool,
+    ) -> ChildHandle:
+        self.bind(args, kwargs)
+        ctx.host.fingerprint((args, kwargs), f"{self.name}(...)")  # refuse unencodable at once
+        cid = ctx.next_cid(StartChild.prefix)
+        child_id = run_id or f"{ctx.run_id}.{cid}"
+        pending = ctx.issue(
+            StartChild(cid, workflow=self.name, child_run_id=child_id, args=args, kwargs=kwargs,
+                       detached=detached)
+        )
+        return ChildHandle(child_id, self.name, pending)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if current_context() is not None:
@@ -73,6 +100,32 @@ class WorkflowDefinition(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<durable workflow {self.name}>"
+
+
+class ChildHandle:
+    """A child run started inside a workflow."""
+
+    __slots__ = ("run_id", "workflow", "_pending")
+
+    def __init__(self, run_id: str, workflow: str, pending: Pending) -> None:
+        self.run_id = run_id
+        self.workflow = workflow
+        self._pending = pending
+
+    def result(self) -> Any:
+        """Suspend until the child finishes; return its value or raise its error."""
+        return self._pending.result()
+
+    def done(self) -> bool:
+        return self._pending.done()
+
+    @property
+    def pending(self) -> Pending:
+        """The child's completion, to pass to ``gather``/``first``/``wait``."""
+        return self._pending
+
+    def __repr__(self) -> str:
+        return f"<ChildHandle {self.workflow} {self.run_id}>"
 
 
 def code_hash(fn: Callable[..., Any]) -> str:
