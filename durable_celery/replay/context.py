@@ -82,6 +82,8 @@ class ReplayContext:
         self.suspended = False
         self.diverged: NondeterminismError | None = None
         self.rng = _random.Random(run_id)
+        #: The DeterministicLoop driving an async workflow (None for sync workflows).
+        self.loop: Any = None
         self.extend(history)
 
     # -- history ----------------------------------------------------------------------------------
@@ -192,6 +194,14 @@ class ReplayContext:
     def block_until(self, ready: Callable[[], bool]) -> None:
         """Deliver entries in log order until ``ready()``; get more from the host; else suspend."""
         self.check_live()
+        if ready():
+            return
+        if self.loop is not None and not self.loop.driving:
+            raise TypeError(
+                "a blocking durable call was made inside an async workflow; await instead: "
+                "`await step(...)`, `await asyncio.sleep(s)`, `await asyncio.gather(...)`, "
+                "`await asyncio.wait(...)`, `await asyncio.wait_for(...)`"
+            )
         while not ready():
             if self.cursor < len(self.history):
                 self.cursor += 1
@@ -239,8 +249,26 @@ class Pending:
         self.ctx.block_until(self.done)
         return self.ctx.value(self.cid)
 
+    def __await__(self) -> Any:
+        loop = self.ctx.loop
+        if loop is None or _running_loop() is not loop:
+            raise RuntimeError(
+                "a durable call can only be awaited inside an async @durable.workflow, on the "
+                "workflow's own loop; in a sync workflow call step(...) or .result() instead"
+            )
+        return loop.future_for(self).__await__()
+
     def __repr__(self) -> str:
         return f"<Pending {self.cid} {'done' if self.done() else 'waiting'}>"
+
+
+def _running_loop() -> Any:
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def current_context() -> ReplayContext | None:

@@ -11,6 +11,7 @@ Two ways to wait, one engine:
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any, Literal
 
 from ..errors import NondeterminismError, Suspension
 from . import events as ev
+from .aio import run_workflow_coroutine
 from .context import Diverged, Host, ReplayContext, reset_context, set_context
 
 try:  # greenlet is a dependency, but the engine works without it (unwind only)
@@ -122,6 +124,8 @@ class WorkflowExecution:
         token = set_context(ctx)
         try:
             value = self.fn(*self.args, **self.kwargs)
+            if inspect.iscoroutine(value):
+                value = run_workflow_coroutine(value, ctx)
         except Diverged as signal:
             return PassResult("blocked", error=signal.error)
         except Suspension:

@@ -6,7 +6,10 @@ Celery task), so results are identical in every mode.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
+from asyncio import events as aio_events
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +42,20 @@ def retry_key(cid: str, attempt: int) -> str:
     return f"{cid}@{attempt}"
 
 
+def _run_coroutine(coro: Any) -> Any:
+    """Run an ``async def`` step to completion on a fresh event loop of its own.
+
+    Inline, the step may be called from inside an async workflow's deterministic loop: that
+    loop is set aside while the step runs, so the step gets real asyncio (I/O, clocks).
+    """
+    previous = aio_events._get_running_loop()
+    aio_events._set_running_loop(None)
+    try:
+        return asyncio.run(coro)
+    finally:
+        aio_events._set_running_loop(previous)
+
+
 def run_attempt(
     step: StepDefinition[Any, Any],
     args: tuple[Any, ...],
@@ -55,6 +72,8 @@ def run_attempt(
     started = time.perf_counter()
     try:
         value = step.fn(*args, **kwargs)
+        if inspect.iscoroutine(value):
+            value = _run_coroutine(value)
     except Exception as exc:
         error: Exception = exc
     else:

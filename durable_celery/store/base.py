@@ -10,6 +10,10 @@ Vocabulary:
 * *fenced append*: new work is appended only by the holder of the run's orchestration lease.
 * *wake flag*: at most one orchestrator pass is queued or running per run; whoever sets the flag
   (it was clear) must enqueue a pass; the pass clears it only when it has seen the whole log.
+* *retention*: nothing expires while a run is live; a fenced append that finishes the run may
+  give it a retention, after which the whole run (every per-run key) disappears at once.
+* *external events*: global, per event key (not per run): a hook names the run waiting on the
+  key, a buffer keeps events sent before anyone waited, dedupe ids drop resent events.
 """
 
 from __future__ import annotations
@@ -21,7 +25,17 @@ from typing import Any, Protocol
 from ..errors import LeaseLost, RunNotFound
 from ..replay.events import Event, NewEvent
 
-__all__ = ["EventStore", "RunRecord", "AppendResult", "OutcomeResult", "DueTimer"]
+__all__ = [
+    "TERMINAL_STATUSES",
+    "EventStore",
+    "RunRecord",
+    "AppendResult",
+    "OutcomeResult",
+    "DueTimer",
+]
+
+#: Run statuses after which the run's log never grows again; only these start its retention.
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,10 @@ class EventStore(Protocol):
 
     def read_entry(self, run_id: str, entry_id: str) -> Event | None: ...
 
+    def read_last(self, run_id: str, count: int = 1) -> list[Event]:
+        """The last ``count`` entries (fewer when the log is shorter), oldest first; [] when
+        ``count`` < 1 or the run does not exist."""
+
     def outcome_id(self, run_id: str, key: str) -> str | None:
         """The entry id recorded under an append-once key, if any."""
 
@@ -107,6 +125,7 @@ class EventStore(Protocol):
         *,
         status: str | None = None,
         outbox: Sequence[str] = (),
+        retention_ms: int | None = None,
     ) -> list[str]:
         """Append ``events`` only if ``token`` holds the lease (else raise LeaseLost, nothing
         written); renew the lease for the ttl it was acquired with. RunNotFound if no run.
@@ -115,7 +134,26 @@ class EventStore(Protocol):
         an outcome already recorded raises nothing and is skipped; its existing id is returned
         in its place). ``status`` updates the run record; ``outbox`` lists step task descriptors
         that must be (re)sent until :meth:`finish_pass` clears them.
+
+        ``retention_ms`` (positive, else ValueError) with a terminal ``status``
+        (``TERMINAL_STATUSES``) makes the whole run expire that long after this append, in the
+        same atomic step; with any other status it is ignored (a live run never expires).
         """
+
+    def append_fenced_and_read(
+        self,
+        run_id: str,
+        token: str,
+        events: Sequence[NewEvent],
+        *,
+        after_id: str | None,
+        status: str | None = None,
+        outbox: Sequence[str] = (),
+        retention_ms: int | None = None,
+    ) -> tuple[list[str], list[Event]]:
+        """:meth:`append_fenced`, then every entry after ``after_id`` (all when None): the ones
+        just appended and any others appended meanwhile, in stream order. One atomic step (one
+        round trip on Redis); LeaseLost/RunNotFound as :meth:`append_fenced`, nothing read."""
 
     def record_outcome(
         self, run_id: str, key: str, event: NewEvent, *, wake: bool = True
@@ -168,6 +206,37 @@ class EventStore(Protocol):
     def now_ms(self) -> int:
         """The store's clock (Redis server time), which every worker shares."""
 
+    # -- external events (global keys, one key per operation) -------------------------------------
+    # Event keys: non-empty strings of at most 1000 characters (ValueError otherwise); owners and
+    # dedupe ids: non-empty strings; ttls: positive milliseconds.
+    def register_hook(self, key: str, owner: str) -> str | None:
+        """Claim ``key`` for ``owner`` (SET NX). None when claimed now or already owned by
+        ``owner``; otherwise the current owner (the caller decides whether it is stale)."""
+
+    def replace_hook(self, key: str, expected: str, owner: str) -> bool:
+        """Compare-and-set: give ``key`` to ``owner`` only if ``expected`` holds it now."""
+
+    def get_hook(self, key: str) -> str | None:
+        """The owner of ``key``, None when unclaimed."""
+
+    def delete_hook(self, key: str, owner: str) -> bool:
+        """Compare-and-delete: remove the hook only if ``owner`` holds it; True if removed."""
+
+    def push_buffered_event(self, key: str, blob: bytes, ttl_ms: int) -> None:
+        """Keep ``blob`` for the next wait on ``key`` (FIFO) for ``ttl_ms``: an expired item is
+        never returned, and the buffer itself goes once its last item has expired."""
+
+    def pop_buffered_event(self, key: str) -> bytes | None:
+        """Remove and return the oldest unexpired buffered payload, or None. Atomic: two
+        waiters never get the same item."""
+
+    def claim_dedupe(self, key: str, dedupe_id: str, ttl_ms: int) -> bool:
+        """True the first time; False while ``dedupe_id`` is remembered for ``key`` (``ttl_ms``
+        after the claim that succeeded)."""
+
+    def release_dedupe(self, key: str, dedupe_id: str) -> None:
+        """Forget ``dedupe_id`` for ``key`` (e.g. when delivering the event failed)."""
+
 
 # -- errors both stores raise the same way -------------------------------------------------------
 def check_lease_args(token: str, ttl_ms: int) -> None:
@@ -175,6 +244,26 @@ def check_lease_args(token: str, ttl_ms: int) -> None:
         raise ValueError("a lease token must be a non-empty string")
     if ttl_ms <= 0:
         raise ValueError(f"a lease ttl must be positive, got {ttl_ms} ms")
+
+
+def check_ttl(ttl_ms: int, what: str) -> int:
+    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or ttl_ms <= 0:
+        raise ValueError(f"{what} must be a positive number of milliseconds, got {ttl_ms!r}")
+    return ttl_ms
+
+
+def check_owner(owner: str) -> str:
+    if not isinstance(owner, str) or not owner:
+        raise ValueError(f"a hook owner must be a non-empty string, got {owner!r}")
+    return owner
+
+
+def retention_for(status: str | None, retention_ms: int | None) -> int | None:
+    """The retention a fenced append applies: only a terminal status starts it."""
+    if retention_ms is None:
+        return None
+    check_ttl(retention_ms, "a run retention")
+    return retention_ms if status in TERMINAL_STATUSES else None
 
 
 def lease_lost(run_id: str) -> LeaseLost:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "decode_run",
     "decode_timer",
     "check_extra",
+    "check_entry_id",
     "encode_fields",
     "encode_timer",
     "event_args",
@@ -108,6 +110,17 @@ def decode_due(members: Iterable[bytes | str], remove: Callable[[str], None]) ->
             _log.warning("dropping malformed durable timer %r", member)
             remove(_text(member))
     return due
+
+
+_ENTRY_ID = re.compile(r"\d+(-\d+)?")
+
+
+def check_entry_id(entry_id: str) -> str:
+    """Refuse what is not a stream entry id (``<ms>-<seq>`` or ``<ms>``) before any write: an
+    error inside a Lua script would not undo the writes it made before failing."""
+    if not isinstance(entry_id, str) or not _ENTRY_ID.fullmatch(entry_id):
+        raise ValueError(f"invalid stream entry id {entry_id!r}; expected '<ms>-<seq>'")
+    return entry_id
 
 
 def split_lease(value: bytes | str) -> tuple[int, str]:

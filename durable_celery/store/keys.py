@@ -1,8 +1,9 @@
 """Every Redis key name durable_celery uses, in one place.
 
 Per-run keys embed the run id as a Redis Cluster hash tag (``{run_id}``), so all of a run's keys
-live in one slot and every per-run Lua script is single-slot. The two global keys (the run index
-and the timer set) are never touched by a per-run script, so they may live on any shard.
+live in one slot and every per-run Lua script is single-slot. The global keys (the run index, the
+timer set, and the external-event keys) are never touched by a per-run script, and each
+external-event operation touches only its own key, so they may live on any shard.
 
 Layout for prefix ``durable`` and run ``r1``::
 
@@ -14,6 +15,11 @@ Layout for prefix ``durable`` and run ``r1``::
     durable:{r1}:outbox    set      step task descriptors to (re)send until the pass finishes
     durable:runs           zset     run id -> created ms (listing)
     durable:timers         zset     timer member -> deadline ms (Redis server clock)
+    durable:hook:<key>     string   owner (a run) waiting for external events on <key>
+    durable:evbuf:<key>    list     "<expires_ms>:<payload>" events sent to <key> before a wait
+    durable:dedupe:<n>:<key>:<id>   string   a dedupe id seen for <key> (n = len(key), PX ttl)
+
+A finished run's keys expire together after its retention (see ``append_fenced``).
 """
 
 from __future__ import annotations
@@ -21,16 +27,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "MAX_EVENT_KEY_LENGTH",
     "MAX_RUN_ID_LENGTH",
     "RunKeys",
+    "dedupe",
+    "event_buffer",
+    "hook",
     "run_keys",
     "runs_index",
     "timers",
+    "validate_event_key",
     "validate_prefix",
     "validate_run_id",
 ]
 
 MAX_RUN_ID_LENGTH = 200
+MAX_EVENT_KEY_LENGTH = 1000
 
 
 def validate_run_id(run_id: str) -> str:
@@ -96,3 +108,40 @@ def runs_index(prefix: str) -> str:
 def timers(prefix: str) -> str:
     """Global: timer member -> deadline ms on the Redis server clock."""
     return f"{prefix}:timers"
+
+
+def validate_event_key(key: str) -> str:
+    """Return ``key`` if it can name an external event, else raise ``ValueError`` saying why.
+
+    Any non-empty string up to 1000 characters: no external-event script touches two keys, so
+    braces (hash tags) in it cannot split an operation across slots.
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"event key must be a non-empty string, got {key!r}")
+    if len(key) > MAX_EVENT_KEY_LENGTH:
+        raise ValueError(
+            f"event key is {len(key)} characters long; use at most {MAX_EVENT_KEY_LENGTH}"
+        )
+    return key
+
+
+def hook(prefix: str, key: str) -> str:
+    """Global: who waits for external events on ``key``."""
+    return f"{prefix}:hook:{validate_event_key(key)}"
+
+
+def event_buffer(prefix: str, key: str) -> str:
+    """Global: events sent to ``key`` while nobody waited, oldest first."""
+    return f"{prefix}:evbuf:{validate_event_key(key)}"
+
+
+def dedupe(prefix: str, key: str, dedupe_id: str) -> str:
+    """Global: remembers ``dedupe_id`` for ``key``.
+
+    The key's length comes first because both parts are arbitrary: without it, key ``a:b`` with
+    id ``c`` and key ``a`` with id ``b:c`` would share one Redis key.
+    """
+    validate_event_key(key)
+    if not isinstance(dedupe_id, str) or not dedupe_id:
+        raise ValueError(f"dedupe id must be a non-empty string, got {dedupe_id!r}")
+    return f"{prefix}:dedupe:{len(key)}:{key}:{dedupe_id}"

@@ -2,8 +2,9 @@
 
 One stream per run, plus a few small per-run keys (see :mod:`.keys`), all under the run's hash
 tag. Every check-and-write is one Lua script (see ``lua/``), so the orchestrator's hot path is
-one round trip per call: :meth:`read_since` (XRANGE), :meth:`append_fenced` and
-:meth:`finish_pass` (one EVALSHA each).
+one round trip per call: :meth:`read_since` (XRANGE), :meth:`append_fenced` (or
+:meth:`append_fenced_and_read`, which also reads what arrived meanwhile) and :meth:`finish_pass`
+(one EVALSHA each). External events (hooks, buffer, dedupe) live in :mod:`.redis_events`.
 
 Needs Redis >= 6.2 (exclusive XRANGE bounds) or fakeredis with Lua (``lupa``). Clocks: every
 timestamp (entry ids, deadlines, ``updated_ms``) comes from the Redis server, which all workers
@@ -26,9 +27,11 @@ from .base import (
     RunRecord,
     check_lease_args,
     lease_lost,
+    retention_for,
     run_not_found,
 )
 from .entries import (
+    check_entry_id,
     check_extra,
     decode_due,
     decode_entry,
@@ -38,6 +41,7 @@ from .entries import (
     outcome_key,
     split_lease,
 )
+from .redis_events import RedisExternalEvents
 from .scripts import Scripts
 
 __all__ = ["RedisEventStore"]
@@ -50,7 +54,7 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class RedisEventStore:
+class RedisEventStore(RedisExternalEvents):
     """:class:`~.base.EventStore` on Redis streams.
 
     ``client`` must return bytes (``decode_responses=False``): payloads are binary.
@@ -106,27 +110,33 @@ class RedisEventStore:
         return decode_run(run_id, self._r.hgetall(self._keys(run_id).meta))
 
     def list_runs(self, status: str | None = None, limit: int = 100) -> list[RunRecord]:
-        """Newest first; runs whose meta is gone (deleted mid-listing) are left out."""
+        """Newest first. Runs whose meta is gone (expired after their retention, or deleted
+        mid-listing) are left out and dropped from the index."""
+        index = keys.runs_index(self.prefix)
         found: list[RunRecord] = []
         chunk = limit if status is None else max(limit, 100)
         start = 0
         while len(found) < limit:
-            ids = [
-                _text(i)
-                for i in self._r.zrevrange(keys.runs_index(self.prefix), start, start + chunk - 1)
-            ]
+            ids = [_text(i) for i in self._r.zrevrange(index, start, start + chunk - 1)]
             if not ids:
                 break
             pipe = self._r.pipeline(transaction=False)
             for run_id in ids:
                 pipe.hgetall(self._keys(run_id).meta)
+            gone: list[str] = []
             for run_id, fields in zip(ids, pipe.execute(), strict=True):
                 record = decode_run(run_id, fields)
-                if record is not None and (status is None or record.status == status):
+                if record is None:
+                    gone.append(run_id)
+                elif status is None or record.status == status:
                     found.append(record)
                     if len(found) == limit:
                         break
-            start += chunk
+            if gone:
+                # Lazily, because the index is global (another slot) and a run expires by
+                # itself. A create_run of the same id racing this is repaired by its retry.
+                self._r.zrem(index, *gone)
+            start += len(ids) - len(gone)  # the removed ones no longer shift the next page
         return found
 
     def set_status(self, run_id: str, status: str) -> None:
@@ -150,6 +160,13 @@ class RedisEventStore:
     def read_entry(self, run_id: str, entry_id: str) -> Event | None:
         found = self._r.xrange(self._keys(run_id).log, entry_id, entry_id, count=1)
         return decode_entry(*found[0]) if found else None
+
+    def read_last(self, run_id: str, count: int = 1) -> list[Event]:
+        log = self._keys(run_id).log
+        if count < 1:
+            return []
+        newest_first = self._r.xrevrange(log, "+", "-", count=int(count))
+        return [decode_entry(i, f) for i, f in reversed(newest_first)]
 
     def read_blocking(self, run_id: str, after_id: str | None, timeout_ms: int) -> list[Event]:
         """Like :meth:`read_since`, but wait up to ``timeout_ms`` for entries to arrive.
@@ -182,20 +199,52 @@ class RedisEventStore:
         *,
         status: str | None = None,
         outbox: Sequence[str] = (),
+        retention_ms: int | None = None,
     ) -> list[str]:
+        reply = self._append(run_id, token, events, status, outbox, retention_ms, read_after="")
+        return [_text(i) for i in reply]
+
+    def append_fenced_and_read(
+        self,
+        run_id: str,
+        token: str,
+        events: Sequence[NewEvent],
+        *,
+        after_id: str | None,
+        status: str | None = None,
+        outbox: Sequence[str] = (),
+        retention_ms: int | None = None,
+    ) -> tuple[list[str], list[Event]]:
+        read_after = "-" if after_id is None else check_entry_id(after_id)
+        ids, entries = self._append(
+            run_id, token, events, status, outbox, retention_ms, read_after=read_after
+        )
+        return [_text(i) for i in ids], [decode_entry(i, _pairs(f)) for i, f in entries]
+
+    def _append(
+        self,
+        run_id: str,
+        token: str,
+        events: Sequence[NewEvent],
+        status: str | None,
+        outbox: Sequence[str],
+        retention_ms: int | None,
+        read_after: str,
+    ) -> Any:
         k = self._keys(run_id)
-        args: list[Any] = [token, status or "", len(events)]
+        retention = retention_for(status, retention_ms)
+        args: list[Any] = [token, status or "", len(events), retention or "", read_after]
         for event in events:
             args += [*event_args(event), outcome_key(event)]
         args += outbox
         reply = self._scripts.append_fenced(
-            keys=[k.lease, k.log, k.meta, k.outcomes, k.outbox], args=args
+            keys=[k.lease, k.log, k.meta, k.outcomes, k.outbox, k.wake], args=args
         )
         if reply == _LEASE_LOST:
             raise lease_lost(run_id)
         if reply == _NO_RUN:
             raise run_not_found(run_id)
-        return [_text(i) for i in reply]
+        return reply
 
     def record_outcome(
         self, run_id: str, key: str, event: NewEvent, *, wake: bool = True
@@ -276,6 +325,11 @@ class RedisEventStore:
     def now_ms(self) -> int:
         seconds, micros = self._r.time()
         return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _pairs(flat: list[Any]) -> dict[Any, bytes]:
+    """A stream entry's fields as a script returns them (``[f1, v1, f2, v2...]``) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _xread_entries(reply: Any) -> list[Any]:

@@ -24,6 +24,11 @@ SCRIPT_NAMES = (
     "set_status",
     "add_timer",
     "claim_due_timers",
+    "register_hook",
+    "replace_hook",
+    "delete_hook",
+    "push_buffered_event",
+    "pop_buffered_event",
 )
 
 
@@ -49,6 +54,11 @@ class Scripts:
     set_status: Any
     add_timer: Any
     claim_due_timers: Any
+    register_hook: Any
+    replace_hook: Any
+    delete_hook: Any
+    push_buffered_event: Any
+    pop_buffered_event: Any
 
     @classmethod
     def register(cls, client: Any) -> Scripts:

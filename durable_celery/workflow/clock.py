@@ -43,16 +43,28 @@ def timer(seconds: float | timedelta) -> Pending:
     return ctx.issue(StartTimer(ctx.next_cid(StartTimer.prefix), seconds=duration))
 
 
-def sleep(seconds: float | timedelta) -> None:
-    """Suspend the workflow for ``seconds`` (or a timedelta); no worker is held meanwhile."""
+def sleep(seconds: float | timedelta) -> Any:
+    """Suspend the workflow for ``seconds`` (or a timedelta); no worker is held meanwhile.
+
+    In an async workflow, ``await sleep(s)`` (or ``await asyncio.sleep(s)``).
+    """
     ctx = require_context("sleep()")
     duration = seconds_of(seconds, "sleep()")
     if duration == 0:
-        return
-    ctx.issue(StartTimer(ctx.next_cid(StartTimer.prefix), seconds=duration)).result()
+        return _done(ctx)
+    pending = ctx.issue(StartTimer(ctx.next_cid(StartTimer.prefix), seconds=duration))
+    return pending if ctx.loop is not None else pending.result()
 
 
-def sleep_until(when: datetime) -> None:
+def _done(ctx: Any) -> Any:
+    if ctx.loop is None:
+        return None
+    future = ctx.loop.create_future()
+    future.set_result(None)
+    return future
+
+
+def sleep_until(when: datetime) -> Any:
     """Suspend until ``when``, an aware datetime.
 
     Naive datetimes are refused rather than guessed: a worker's local timezone is not the
@@ -67,8 +79,10 @@ def sleep_until(when: datetime) -> None:
             "tzinfo=timezone.utc)); a naive one has no fixed instant"
         )
     remaining = (when - now()).total_seconds()
-    if remaining > 0:
-        ctx.issue(StartTimer(ctx.next_cid(StartTimer.prefix), seconds=remaining)).result()
+    if remaining <= 0:
+        return _done(ctx)
+    pending = ctx.issue(StartTimer(ctx.next_cid(StartTimer.prefix), seconds=remaining))
+    return pending if ctx.loop is not None else pending.result()
 
 
 def now() -> datetime:

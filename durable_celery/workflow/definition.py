@@ -32,8 +32,6 @@ class WorkflowDefinition(Generic[P, R]):
     workflow runs it as a plain function (its steps become plain calls)."""
 
     def __init__(self, fn: Callable[P, R], *, name: str, starter: Starter | None = None) -> None:
-        if inspect.iscoroutinefunction(fn):
-            raise TypeError(f"workflow {name!r}: async def workflows are not supported yet")
         self.fn = fn
         self.name = name
         self.signature = inspect.signature(fn)
@@ -113,8 +111,16 @@ class ChildHandle:
         self._pending = pending
 
     def result(self) -> Any:
-        """Suspend until the child finishes; return its value or raise its error."""
+        """Suspend until the child finishes; return its value or raise its error.
+
+        In an async workflow, ``await handle.result()`` (or ``await handle``).
+        """
+        if self._pending.ctx.loop is not None:
+            return self._pending
         return self._pending.result()
+
+    def __await__(self) -> Any:
+        return self._pending.__await__()
 
     def done(self) -> bool:
         return self._pending.done()

@@ -23,7 +23,8 @@ def wait_for_event(key: str, timeout: float | timedelta | None = None) -> Any:
         raise TypeError("wait_for_event() needs a non-empty string key")
     seconds = None if timeout is None else seconds_of(timeout, "wait_for_event(timeout=...)")
     cid = ctx.next_cid(AwaitEvent.prefix)
-    return ctx.issue(AwaitEvent(cid, key=key, timeout=seconds)).result()
+    pending = ctx.issue(AwaitEvent(cid, key=key, timeout=seconds))
+    return pending if ctx.loop is not None else pending.result()  # async: awaitable
 
 
 def receive(name: str, timeout: float | timedelta | None = None) -> Any:
@@ -34,6 +35,11 @@ def receive(name: str, timeout: float | timedelta | None = None) -> Any:
     stays for the next ``receive``.
     """
     ctx = require_context("receive()")
+    if ctx.loop is not None:
+        raise TypeError(
+            "receive() is for sync workflows; in an async workflow wait for an external event "
+            "with `await wait_for_event(key)` instead"
+        )
     if not isinstance(name, str) or not name:
         raise TypeError("receive() needs a non-empty signal name")
     seconds = None if timeout is None else seconds_of(timeout, "receive(timeout=...)")

@@ -67,8 +67,6 @@ class StepDefinition(Generic[P, R]):
                 f"step {name!r}: execution={execution!r} is not valid; use one of "
                 f"{', '.join(EXECUTION_MODES)}"
             )
-        if inspect.iscoroutinefunction(fn):
-            raise TypeError(f"step {name!r}: async def steps are not supported yet; use def")
         self.fn = fn
         self.name = name
         self.policy = policy
@@ -85,9 +83,13 @@ class StepDefinition(Generic[P, R]):
         self.__wrapped__ = fn
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        if current_context() is None:
+        ctx = current_context()
+        if ctx is None:
             return self.fn(*args, **kwargs)
-        return self.defer(*args, **kwargs).result()  # type: ignore[no-any-return]
+        pending = self.defer(*args, **kwargs)
+        if ctx.loop is not None:  # async workflow: `await step(...)`
+            return pending  # type: ignore[return-value]
+        return pending.result()  # type: ignore[no-any-return]
 
     def defer(self, *args: P.args, **kwargs: P.kwargs) -> Pending:
         """Start the step inside a workflow and return a handle to wait on (``gather``...)."""

@@ -1,11 +1,14 @@
 -- append_fenced: append the orchestrator's batch, only while it holds the run's lease.
--- KEYS[1] lease  KEYS[2] log  KEYS[3] meta  KEYS[4] outcomes  KEYS[5] outbox
+-- KEYS[1] lease  KEYS[2] log  KEYS[3] meta  KEYS[4] outcomes  KEYS[5] outbox  KEYS[6] wake
 -- ARGV[1] lease token  ARGV[2] new status ("" keeps it)  ARGV[3] n, the number of events
--- ARGV[4 .. 3+6n] per event: kind, cid, packed meta, "1"/"0" has payload, payload, outcome key
+-- ARGV[4] retention ms ("" = none; the caller sends it only with a terminal status)
+-- ARGV[5] read after: "" = do not read, "-" = read the whole log, else an entry id
+-- ARGV[6 .. 5+6n] per event: kind, cid, packed meta, "1"/"0" has payload, payload, outcome key
 --   (outcome key "" = not append-once)
--- ARGV[4+6n ..] outbox members to add
+-- ARGV[6+6n ..] outbox members to add
 -- Returns the entry ids (for an outcome already recorded: the existing id, nothing appended),
--- or -1 when the lease is not held by the token, -2 when the run does not exist.
+-- or {ids, entries after ARGV[5]} when reading; -1 when the lease is not held by the token,
+-- -2 when the run does not exist.
 local unpack = unpack or table.unpack
 
 -- The lease value is "<ttl_ms>:<token>"; renewing it keeps the ttl it was acquired with.
@@ -19,7 +22,7 @@ redis.call('PEXPIRE', KEYS[1], string.sub(lease, 1, sep - 1))
 local n = tonumber(ARGV[3])
 local ids = {}
 local last_new = nil
-local i = 4
+local i = 6
 for e = 1, n do
   local okey = ARGV[i + 5]
   local existing = false
@@ -57,4 +60,22 @@ if ARGV[2] ~= '' then
 elseif now then
   redis.call('HSET', KEYS[3], 'updated_ms', now)
 end
-return ids
+
+-- A finished run expires whole: every per-run key gets the same deadline. A run that already
+-- has one (finished earlier) passes it on to keys created since (a new outbox), so nothing of
+-- the run outlives it. The lease keeps its own ttl when that is shorter.
+local keep = tonumber(ARGV[4])
+if not keep then
+  local left = redis.call('PTTL', KEYS[3])
+  if left > 0 then keep = left end
+end
+if keep then
+  for k = 2, #KEYS do redis.call('PEXPIRE', KEYS[k], keep) end
+  local left = redis.call('PTTL', KEYS[1])
+  if left < 0 or left > keep then redis.call('PEXPIRE', KEYS[1], keep) end
+end
+
+if ARGV[5] == '' then return ids end
+local start = '-'
+if ARGV[5] ~= '-' then start = '(' .. ARGV[5] end
+return {ids, redis.call('XRANGE', KEYS[2], start, '+')}

@@ -23,4 +23,12 @@ redis.call('HSET', KEYS[1], 'updated_ms', string.match(id, '^(%d+)-'))
 -- running will see this entry because finish_pass refuses to clear the flag past it.
 local woke = 0
 if ARGV[2] == '1' and redis.call('SET', KEYS[4], '1', 'NX') then woke = 1 end
+
+-- A finished run in retention expires whole: keys created now (the first outcome, a new wake
+-- flag) must not outlive it.
+local left = redis.call('PTTL', KEYS[1])
+if left > 0 then
+  redis.call('PEXPIRE', KEYS[2], left)
+  if woke == 1 then redis.call('PEXPIRE', KEYS[4], left) end
+end
 return {id, 1, woke}
