@@ -27,12 +27,18 @@ class CeleryDispatcher:
         self.orchestrator_queue = orchestrator_queue
 
     def send_step(
-        self, step: StepDefinition[Any, Any], run_id: str, cid: str, entry_id: str, attempt: int
+        self, step: StepDefinition[Any, Any], run_id: str, cid: str, entry_id: str, attempt: int,
+        queue: str | None = None,
     ) -> None:
         task_id = f"{run_id}:{cid}" if attempt == 1 else f"{run_id}:{cid}:{attempt}"
+        options = {"queue": queue} if queue else {}
         step.task.apply_async(
-            kwargs={DURABLE_KWARG: [run_id, cid, entry_id, attempt]}, task_id=task_id
+            kwargs={DURABLE_KWARG: [run_id, cid, entry_id, attempt]}, task_id=task_id, **options
         )
+
+    def revoke(self, task_ids: list[str]) -> None:
+        if task_ids:
+            self.app.control.revoke(task_ids)
 
     def wake(self, run_id: str, countdown: float | None = None) -> None:
         options: dict[str, Any] = {}

@@ -21,6 +21,7 @@ from ..workflow.handle import RunHandle
 from ..workflow.policy import RetryPolicy
 from ..workflow.step import StepDefinition
 from . import bootsteps
+from .canvas import install_canvas, run_canvas
 from .dispatcher import CeleryDispatcher
 from .tasks import register_orchestrator, register_step_task
 
@@ -54,6 +55,8 @@ class Durable:
         defaults["durable_encryption_keys"] = []
         app.add_defaults(defaults)
         self.orchestrate_task = register_orchestrator(app, self)
+        self.canvas_workflow: Any = None
+        install_canvas(self)
         bootsteps.install(app, self)
         uid = f"durable_celery:{id(self)}"
         signals.worker_process_init.connect(self._after_fork, weak=False, dispatch_uid=uid)
@@ -211,6 +214,10 @@ class Durable:
     ) -> bool:
         """Send a named signal to one run; its workflow takes it with ``receive(name)``."""
         return self.runtime.client.signal(run_id, name, payload, dedupe_id=dedupe_id)
+
+    def run_canvas(self, sig: Any, *, run_id: str | None = None) -> RunHandle:
+        """Run a Celery ``chain``/``group``/``chord`` (or one task signature) durably."""
+        return run_canvas(self, sig, run_id)
 
     def map(self, step: StepDefinition[Any, R], items: Any) -> list[R]:
         """Inside a workflow: run ``step`` over ``items`` in parallel; results in input order."""

@@ -133,10 +133,12 @@ class PassHost:
                 retries.append((command, scheduled_at, result.delay))
         ids = self._append(events, outbox=outbox)
         for command, at, delay in retries:
-            rt.timers.schedule_retry(command.name, self.run_id, command.cid, 2, delay, ids[at])
+            rt.timers.schedule_retry(command.name, self.run_id, command.cid, 2, delay, ids[at],
+                                     events[at].meta.get("q"))
         for command, at in to_send:
             step = rt.registry.step(command.name)
-            rt.dispatcher.send_step(step, self.run_id, command.cid, ids[at], 1)
+            rt.dispatcher.send_step(step, self.run_id, command.cid, ids[at], 1,
+                                    events[at].meta.get("q"))
             self.stats.dispatched_steps += 1
         for command in later:
             rt.starter.start(self.run_id, command)
@@ -154,7 +156,13 @@ class PassHost:
             payload = rt.codec.encode(
                 (command.args, command.kwargs), place, label=f"{command.name}(...)"
             )
-            return NewEvent(ev.STEP_SCHEDULED, command.cid, command.identity(), payload)
+            meta = command.identity()
+            step = rt.registry.step(command.name)
+            if step.route is not None:
+                queue = step.route(command.args, command.kwargs)
+                if queue:
+                    meta["q"] = queue
+            return NewEvent(ev.STEP_SCHEDULED, command.cid, meta, payload)
         if isinstance(command, StartTimer):
             return NewEvent(ev.TIMER_STARTED, command.cid, {"seconds": command.seconds})
         if isinstance(command, AwaitEvent):

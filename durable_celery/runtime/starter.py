@@ -88,7 +88,8 @@ class CommandStarter:
             if entry.kind == ev.STEP_SCHEDULED:
                 attempt = 1 + sum(1 for e in history if e.cid == cid and e.kind == ev.STEP_RETRYING)
                 step = rt.registry.step(str(entry.meta["name"]))
-                rt.dispatcher.send_step(step, run_id, cid, entry.entry_id, attempt)
+                queue = str(entry.meta.get("q") or "") or None
+                rt.dispatcher.send_step(step, run_id, cid, entry.entry_id, attempt, queue)
             elif entry.kind == ev.TIMER_STARTED:
                 remaining = entry.millis + float(entry.meta["seconds"]) * 1000 - rt.store.now_ms()
                 rt.store.add_timer(TIMER, run_id, cid, max(0, int(remaining)), {})

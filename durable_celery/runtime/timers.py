@@ -31,9 +31,10 @@ class TimerService:
         self.rt = runtime
 
     def schedule_retry(
-        self, step: str, run_id: str, cid: str, attempt: int, delay: float, entry_id: str | None
+        self, step: str, run_id: str, cid: str, attempt: int, delay: float, entry_id: str | None,
+        queue: str | None = None,
     ) -> None:
-        data = {"step": step, "attempt": attempt, "entry": entry_id or ""}
+        data = {"step": step, "attempt": attempt, "entry": entry_id or "", "queue": queue or ""}
         self.rt.store.add_timer(RETRY, run_id, f"{cid}@{attempt}", int(delay * 1000), data)
 
     def fire_due(self, limit: int = 100) -> int:
@@ -80,7 +81,8 @@ class TimerService:
         entry_id = str(timer.data.get("entry") or "")
         if not entry_id:
             entry_id = self._scheduled_entry(timer.run_id, cid)
-        rt.dispatcher.send_step(step, timer.run_id, cid, entry_id, int(timer.data["attempt"]))
+        queue = str(timer.data.get("queue") or "") or None
+        rt.dispatcher.send_step(step, timer.run_id, cid, entry_id, int(timer.data["attempt"]), queue)
 
     def _scheduled_entry(self, run_id: str, cid: str) -> str:
         for event in self.rt.store.read_since(run_id, None):

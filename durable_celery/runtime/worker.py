@@ -46,6 +46,7 @@ class StepWorker:
         assert result.retrying is not None
         # Timer first: a crash between the two leaves a retry without its log line, never a
         # log line without its retry.
-        rt.timers.schedule_retry(step.name, run_id, cid, attempt + 1, result.delay, entry_id)
+        rt.timers.schedule_retry(step.name, run_id, cid, attempt + 1, result.delay, entry_id,
+                                 scheduled.meta.get("q"))
         rt.store.record_outcome(run_id, retry_key(cid, attempt), result.retrying, wake=False)
         return "retrying"

@@ -5,9 +5,11 @@ Entries are kept as the same field maps the Redis store writes and decoded by th
 (:mod:`.entries`), so both stores return equal ``Event`` objects; decoding on every read also
 means a caller mutating an event's meta cannot change the log.
 
-Clocks: entry ids and timer deadlines use a wall clock (``time.time`` unless one is passed, e.g.
-to skip time in tests) like Redis' server clock; lease expiry uses ``time.monotonic()`` so a
-wall-clock jump cannot steal or extend a lease.
+Clocks: entry ids, timer deadlines, retention and external-event expiries use a wall clock
+(``time.time`` unless one is passed, e.g. to skip time in tests) like Redis' server clock; lease
+expiry uses ``time.monotonic()`` so a wall-clock jump cannot steal or extend a lease. A run past
+its retention behaves as deleted (it is dropped when next touched). External events (hooks,
+buffer, dedupe) live in :mod:`.memory_events`, timers in :mod:`.memory_timers`.
 """
 
 from __future__ import annotations
@@ -17,27 +19,27 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..replay.events import RUN_STARTED, Event, NewEvent
 from . import keys
 from .base import (
-    DueTimer,
     OutcomeResult,
     RunRecord,
     check_lease_args,
     lease_lost,
+    retention_for,
     run_not_found,
 )
 from .entries import (
+    check_entry_id,
     check_extra,
-    decode_due,
     decode_entry,
     decode_run,
     encode_fields,
-    encode_timer,
     outcome_key,
 )
+from .memory_events import MemoryExternalEvents
+from .memory_timers import MemoryTimers
 
 __all__ = ["MemoryEventStore"]
 
@@ -59,6 +61,7 @@ class _Run:
     entries: list[dict[str, bytes]] = field(default_factory=list)
     outcomes: dict[str, str] = field(default_factory=dict)
     outbox: set[str] = field(default_factory=set)
+    expires_ms: int | None = None  # set when it finished with a retention
 
     def append(self, fields: dict[str, bytes], now: int) -> str:
         # Like XADD *: the wall clock in ms, but never going back within one stream.
@@ -77,25 +80,41 @@ class _Lease:
     expires: float  # time.monotonic()
 
 
-class MemoryEventStore:
+class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
     """:class:`~.base.EventStore` in process memory; thread-safe."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
         self._clock = clock  # seconds since the epoch
         self._cond = threading.Condition(threading.Lock())  # also the store's one lock
         self._runs: dict[str, _Run] = {}
         self._wake: set[str] = set()
         self._leases: dict[str, _Lease] = {}
-        self._timers: dict[str, int] = {}
 
     # -- helpers (call with the lock held) --------------------------------------------------------
-    def _run(self, run_id: str) -> _Run:
+    def _live(self, run_id: str) -> _Run | None:
+        """The run, unless it does not exist or its retention is over (then it is dropped)."""
         run = self._runs.get(keys.validate_run_id(run_id))
+        if run is not None and run.expires_ms is not None and run.expires_ms <= self.now_ms():
+            self._forget(run_id)
+            return None
+        return run
+
+    def _forget(self, run_id: str) -> bool:
+        existed = run_id in self._runs or run_id in self._wake or run_id in self._leases
+        self._runs.pop(run_id, None)
+        self._wake.discard(run_id)
+        self._leases.pop(run_id, None)
+        return existed
+
+    def _run(self, run_id: str) -> _Run:
+        run = self._live(run_id)
         if run is None:
             raise run_not_found(run_id)
         return run
 
     def _lease(self, run_id: str) -> _Lease | None:
+        self._live(run_id)  # an expired run takes its lease with it
         lease = self._leases.get(run_id)
         if lease is not None and lease.expires <= time.monotonic():
             del self._leases[run_id]
@@ -111,7 +130,7 @@ class MemoryEventStore:
         return decode_entry(f"{entry_id[0]}-{entry_id[1]}", run.entries[index])
 
     def _after(self, run_id: str, after_id: str | None) -> list[Event]:
-        run = self._runs.get(keys.validate_run_id(run_id))
+        run = self._live(run_id)
         if run is None:
             return []
         start = 0
@@ -128,7 +147,7 @@ class MemoryEventStore:
         check_extra(extra)
         keys.validate_run_id(run_id)
         with self._cond:
-            if run_id in self._runs:
+            if self._live(run_id) is not None:
                 return False
             run = _Run(meta={"workflow": workflow, "status": "running"})
             entry_id = run.append(encode_fields(started), self.now_ms())
@@ -141,12 +160,13 @@ class MemoryEventStore:
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._cond:
-            run = self._runs.get(keys.validate_run_id(run_id))
+            run = self._live(run_id)
             return None if run is None else decode_run(run_id, dict(run.meta))
 
     def list_runs(self, status: str | None = None, limit: int = 100) -> list[RunRecord]:
         with self._cond:
-            records = [decode_run(rid, dict(run.meta)) for rid, run in self._runs.items()]
+            live = [(rid, self._live(rid)) for rid in list(self._runs)]
+            records = [decode_run(rid, dict(run.meta)) for rid, run in live if run is not None]
         # Same order as ZREVRANGE: score descending, then member bytes descending.
         ordered = sorted(
             (r for r in records if r is not None and (status is None or r.status == status)),
@@ -164,11 +184,7 @@ class MemoryEventStore:
     def delete_run(self, run_id: str) -> bool:
         keys.validate_run_id(run_id)
         with self._cond:
-            existed = run_id in self._runs or run_id in self._wake or run_id in self._leases
-            self._runs.pop(run_id, None)
-            self._wake.discard(run_id)
-            self._leases.pop(run_id, None)
-            return existed
+            return self._forget(run_id)
 
     # -- the log ----------------------------------------------------------------------------------
     def read_since(self, run_id: str, after_id: str | None) -> list[Event]:
@@ -188,15 +204,22 @@ class MemoryEventStore:
     def read_entry(self, run_id: str, entry_id: str) -> Event | None:
         wanted = _parse_id(entry_id)
         with self._cond:
-            run = self._runs.get(keys.validate_run_id(run_id))
+            run = self._live(run_id)
             index = -1 if run is None else bisect.bisect_left(run.ids, wanted)
             if run is None or index == len(run.ids) or run.ids[index] != wanted:
                 return None
             return self._event(run, index)
 
+    def read_last(self, run_id: str, count: int = 1) -> list[Event]:
+        with self._cond:
+            run = self._live(run_id)
+            if run is None or count < 1:
+                return []
+            return [self._event(run, i) for i in range(max(len(run.ids) - count, 0), len(run.ids))]
+
     def outcome_id(self, run_id: str, key: str) -> str | None:
         with self._cond:
-            run = self._runs.get(keys.validate_run_id(run_id))
+            run = self._live(run_id)
             return None if run is None else run.outcomes.get(key)
 
     def append_fenced(
@@ -207,36 +230,72 @@ class MemoryEventStore:
         *,
         status: str | None = None,
         outbox: Sequence[str] = (),
+        retention_ms: int | None = None,
     ) -> list[str]:
+        retention = retention_for(status, retention_ms)
         keys.validate_run_id(run_id)
         fields = [(encode_fields(e), outcome_key(e)) for e in events]  # fail before writing
         with self._cond:
-            lease = self._holds(run_id, token)
-            if lease is None:
-                raise lease_lost(run_id)
-            run = self._run(run_id)
-            lease.expires = time.monotonic() + lease.ttl_ms / 1000
-            ids: list[str] = []
-            appended = False
-            for entry, okey in fields:
-                existing = run.outcomes.get(okey) if okey else None
-                if existing is not None:
-                    ids.append(existing)
-                    continue
-                # Stamps updated_ms with the entry's time, as the script does.
-                entry_id = run.append(entry, self.now_ms())
-                if okey:
-                    run.outcomes[okey] = entry_id
-                ids.append(entry_id)
-                appended = True
-            run.outbox.update(outbox)
-            if status:
-                run.meta["status"] = status
-                if not appended:
-                    run.meta["updated_ms"] = str(self.now_ms())
-            if appended:
-                self._cond.notify_all()
-            return ids
+            return self._append(run_id, token, fields, status, outbox, retention)
+
+    def append_fenced_and_read(
+        self,
+        run_id: str,
+        token: str,
+        events: Sequence[NewEvent],
+        *,
+        after_id: str | None,
+        status: str | None = None,
+        outbox: Sequence[str] = (),
+        retention_ms: int | None = None,
+    ) -> tuple[list[str], list[Event]]:
+        retention = retention_for(status, retention_ms)
+        keys.validate_run_id(run_id)
+        if after_id is not None:
+            check_entry_id(after_id)
+        fields = [(encode_fields(e), outcome_key(e)) for e in events]
+        with self._cond:
+            ids = self._append(run_id, token, fields, status, outbox, retention)
+            return ids, self._after(run_id, after_id)
+
+    def _append(
+        self,
+        run_id: str,
+        token: str,
+        fields: list[tuple[dict[str, bytes], str]],
+        status: str | None,
+        outbox: Sequence[str],
+        retention: int | None,
+    ) -> list[str]:
+        """The body of a fenced append; call with the lock held."""
+        lease = self._holds(run_id, token)
+        if lease is None:
+            raise lease_lost(run_id)
+        run = self._run(run_id)
+        lease.expires = time.monotonic() + lease.ttl_ms / 1000
+        ids: list[str] = []
+        appended = False
+        for entry, okey in fields:
+            existing = run.outcomes.get(okey) if okey else None
+            if existing is not None:
+                ids.append(existing)
+                continue
+            # Stamps updated_ms with the entry's time, as the script does.
+            entry_id = run.append(entry, self.now_ms())
+            if okey:
+                run.outcomes[okey] = entry_id
+            ids.append(entry_id)
+            appended = True
+        run.outbox.update(outbox)
+        if status:
+            run.meta["status"] = status
+            if not appended:
+                run.meta["updated_ms"] = str(self.now_ms())
+        if retention is not None:
+            run.expires_ms = self.now_ms() + retention
+        if appended:
+            self._cond.notify_all()
+        return ids
 
     def record_outcome(
         self, run_id: str, key: str, event: NewEvent, *, wake: bool = True
@@ -244,7 +303,7 @@ class MemoryEventStore:
         keys.validate_run_id(run_id)
         fields = encode_fields(event)
         with self._cond:
-            run = self._runs.get(run_id)
+            run = self._live(run_id)
             existing = None if run is None else run.outcomes.get(key)
             if existing is not None:
                 return OutcomeResult(existing, created=False, wake=False)
@@ -284,7 +343,7 @@ class MemoryEventStore:
         with self._cond:
             if self._holds(run_id, token) is None:
                 raise lease_lost(run_id)
-            run = self._runs.get(run_id)
+            run = self._live(run_id)
             tail = "" if run is None or not run.ids else "{}-{}".format(*run.ids[-1])
             if tail != last_id:
                 return False
@@ -309,36 +368,13 @@ class MemoryEventStore:
 
     def wake_pending(self, run_id: str) -> bool:
         with self._cond:
-            return keys.validate_run_id(run_id) in self._wake
+            self._live(run_id)  # an expired run takes its flag with it
+            return run_id in self._wake
 
     def pending_outbox(self, run_id: str) -> list[str]:
         with self._cond:
-            run = self._runs.get(keys.validate_run_id(run_id))
+            run = self._live(run_id)
             return [] if run is None else sorted(run.outbox)
-
-    # -- timers -----------------------------------------------------------------------------------
-    def add_timer(
-        self, kind: str, run_id: str, cid: str, delay_ms: int, data: dict[str, Any]
-    ) -> int:
-        member = encode_timer(kind, keys.validate_run_id(run_id), cid, data)
-        with self._cond:
-            return self._timers.setdefault(member, self.now_ms() + max(int(delay_ms), 0))
-
-    def claim_due_timers(self, claim_ms: int, limit: int = 100) -> list[DueTimer]:
-        with self._cond:
-            now = self.now_ms()
-            # ZRANGEBYSCORE order: score, then member bytes.
-            due = sorted(
-                (m for m, deadline in self._timers.items() if deadline <= now),
-                key=lambda m: (self._timers[m], m.encode()),
-            )[: max(limit, 0)]
-            for member in due:
-                self._timers[member] = now + int(claim_ms)
-        return decode_due(due, self.remove_timer)
-
-    def remove_timer(self, member: str) -> None:
-        with self._cond:
-            self._timers.pop(member, None)
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)

@@ -37,7 +37,8 @@ class LocalDispatcher:
         self.wakes = 0
 
     def send_step(
-        self, step: StepDefinition[Any, Any], run_id: str, cid: str, entry_id: str, attempt: int
+        self, step: StepDefinition[Any, Any], run_id: str, cid: str, entry_id: str, attempt: int,
+        queue: str | None = None,
     ) -> None:
         self.sent_steps += 1
         self.queue.append(("step", step.name, run_id, cid, entry_id, attempt))

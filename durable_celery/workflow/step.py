@@ -76,6 +76,8 @@ class StepDefinition(Generic[P, R]):
         self.signature = inspect.signature(fn)
         #: The step's Celery task, set when the step is registered with a Durable app.
         self.task: Any = None
+        #: Optional per-call routing: ``route(args, kwargs) -> queue name`` (None: the task's own).
+        self.route: Callable[[tuple[Any, ...], dict[str, Any]], str | None] | None = None
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
         self.__qualname__ = getattr(fn, "__qualname__", name)
