@@ -76,3 +76,40 @@ def test_a_non_string_run_id_is_refused() -> None:
 def test_bad_prefixes_are_refused(prefix: str) -> None:
     with pytest.raises(ValueError, match="prefix"):
         keys.validate_prefix(prefix)
+
+
+short_text = st.text(min_size=1, max_size=20)
+
+
+def test_external_event_keys_are_global_and_named_under_the_prefix() -> None:
+    assert keys.hook("durable", "order:7") == "durable:hook:order:7"
+    assert keys.event_buffer("durable", "order:7") == "durable:evbuf:order:7"
+    assert keys.dedupe("durable", "order:7", "d1") == "durable:dedupe:7:order:7:d1"
+
+
+@given(key=short_text, other=short_text, dedupe_id=short_text, other_id=short_text)
+def test_dedupe_keys_of_different_pairs_never_collide(
+    key: str, other: str, dedupe_id: str, other_id: str
+) -> None:
+    same = keys.dedupe("p", key, dedupe_id) == keys.dedupe("p", other, other_id)
+    assert same == ((key, dedupe_id) == (other, other_id))
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("", "non-empty"),
+        (None, "non-empty"),
+        ("x" * (keys.MAX_EVENT_KEY_LENGTH + 1), "at most 1000"),
+    ],
+)
+def test_bad_event_keys_are_refused(key: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        keys.hook("p", key)
+    with pytest.raises(ValueError, match=why):
+        keys.dedupe("p", key, "d1")
+
+
+def test_an_empty_dedupe_id_is_refused() -> None:
+    with pytest.raises(ValueError, match="dedupe id"):
+        keys.dedupe("p", "k", "")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from durable_celery.replay.events import RUN_STARTED, STEP_COMPLETED, NewEvent
+from durable_celery.replay.events import RUN_COMPLETED, RUN_STARTED, STEP_COMPLETED, NewEvent
 from durable_celery.store import MemoryEventStore
 
 
@@ -37,3 +37,35 @@ def test_timers_follow_the_clock_it_was_given() -> None:
     assert store.claim_due_timers(1_000) == []
     now[0] += 60
     assert [t.cid for t in store.claim_due_timers(1_000)] == ["t1"]
+
+
+def test_retention_follows_the_clock_it_was_given() -> None:
+    now = [1_000.0]
+    store = MemoryEventStore(clock=lambda: now[0])
+    assert store.create_run("r1", "wf", NewEvent(RUN_STARTED), {})
+    assert store.acquire_lease("r1", "t", 10_000)
+    store.append_fenced(
+        "r1", "t", [NewEvent(RUN_COMPLETED)], status="completed", retention_ms=5_000
+    )
+    now[0] += 4.999
+    assert store.get_run("r1") is not None
+    assert [r.run_id for r in store.list_runs()] == ["r1"]
+    now[0] += 0.001
+    assert store.get_run("r1") is None
+    assert store.list_runs() == []
+    assert store.lease_holder("r1") is None
+    assert not store.wake_pending("r1")
+
+
+def test_buffered_events_and_dedupe_ids_expire_on_the_clock_it_was_given() -> None:
+    now = [1_000.0]
+    store = MemoryEventStore(clock=lambda: now[0])
+    store.push_buffered_event("k", b"short", 1_000)
+    store.push_buffered_event("k", b"long", 60_000)
+    assert store.claim_dedupe("k", "d1", 1_000)
+    now[0] += 0.999
+    assert not store.claim_dedupe("k", "d1", 1_000)
+    now[0] += 0.001
+    assert store.claim_dedupe("k", "d1", 1_000)
+    assert store.pop_buffered_event("k") == b"long"
+    assert store.pop_buffered_event("k") is None

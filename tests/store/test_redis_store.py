@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -145,3 +146,116 @@ def test_open_store_picks_the_store_from_the_url(redis_url: str, key_prefix: str
         store.client.close()
     with pytest.raises(ValueError, match="unsupported event store URL"):
         open_store("postgres://localhost/db", "p")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def run_key_names(store: RedisEventStore, run_id: str = "r1") -> set[str]:
+    found = store.client.scan_iter(match=f"{store.prefix}:{{{run_id}}}:*")
+    return {k.decode() for k in found}
+
+
+def test_a_retained_run_leaves_no_key_behind_and_listing_unindexes_it(
+    redis_store: RedisEventStore,
+) -> None:
+    start(redis_store)
+    assert redis_store.acquire_lease("r1", "t", 60_000)
+    redis_store.append_fenced(
+        "r1", "t", [NewEvent(STEP_COMPLETED, "s1")], status="completed", outbox=["x"],
+        retention_ms=5_000,
+    )  # fmt: skip
+    k = keys.run_keys(redis_store.prefix, "r1")
+    client = redis_store.client
+    for key in (k.log, k.meta, k.outcomes, k.outbox, k.wake):
+        assert 4_000 < client.pttl(key) <= 5_000, key
+    assert 0 < redis_store.lease_ttl_ms("r1") <= 5_000  # cut to the retention, not renewed past
+    assert redis_store.finish_pass("r1", "t", redis_store.read_last("r1")[0].entry_id)
+    # Keys created after the run finished inherit its deadline: nothing outlives the run.
+    assert redis_store.acquire_lease("r1", "t2", 60_000)
+    redis_store.append_fenced("r1", "t2", [], outbox=["again"])
+    client.delete(k.outcomes)  # as if the run had recorded no outcome before it finished
+    redis_store.record_outcome("r1", "late", NewEvent(STEP_COMPLETED, "late"))
+    assert all(0 < client.pttl(key) <= 5_000 for key in run_key_names(redis_store))
+    for key in run_key_names(redis_store):
+        client.pexpire(key, 50)  # skip the wait
+    wait_until(lambda: not run_key_names(redis_store), timeout=2.0)
+    index = keys.runs_index(redis_store.prefix)
+    assert client.zscore(index, "r1") is not None  # the global index is cleaned lazily...
+    assert redis_store.list_runs() == []
+    assert client.zscore(index, "r1") is None  # ...by the next listing
+
+
+def test_listing_pages_past_many_vanished_runs(redis_store: RedisEventStore) -> None:
+    for i in range(7):
+        start(redis_store, f"r{i}")
+    for i in (6, 5, 3, 2):  # newest first: r6 and r5 on the first page
+        redis_store.client.delete(keys.run_keys(redis_store.prefix, f"r{i}").meta)
+    assert [r.run_id for r in redis_store.list_runs(limit=2)] == ["r4", "r1"]
+    assert [r.run_id for r in redis_store.list_runs(limit=5)] == ["r4", "r1", "r0"]
+
+
+def test_a_live_run_has_no_expiry_on_any_key(redis_store: RedisEventStore) -> None:
+    start(redis_store)
+    assert redis_store.acquire_lease("r1", "t", 60_000)
+    redis_store.append_fenced("r1", "t", [NewEvent(STEP_SCHEDULED, "s1")], outbox=["s1"],
+                              status="running", retention_ms=50)  # fmt: skip
+    redis_store.record_outcome("r1", "s1", NewEvent(STEP_COMPLETED, "s1"))
+    k = keys.run_keys(redis_store.prefix, "r1")
+    for key in (k.log, k.meta, k.outcomes, k.outbox, k.wake):
+        assert redis_store.client.pttl(key) == -1, key
+
+
+def test_a_buffer_key_lives_as_long_as_its_longest_item(redis_store: RedisEventStore) -> None:
+    buffer = keys.event_buffer(redis_store.prefix, "k")
+    redis_store.push_buffered_event("k", b"long", 60_000)
+    redis_store.push_buffered_event("k", b"short", 50)
+    assert redis_store.client.pttl(buffer) > 50_000
+    redis_store.push_buffered_event("gone", b"short", 50)
+    wait_until(lambda: not redis_store.client.exists(keys.event_buffer(redis_store.prefix, "gone")))
+
+
+def test_external_event_keys_are_global_and_one_per_operation(
+    redis_store: RedisEventStore,
+) -> None:
+    redis_store.register_hook("order:{7}", "r1")
+    redis_store.push_buffered_event("order:{7}", b"x", 60_000)
+    redis_store.claim_dedupe("order:{7}", "d1", 60_000)
+    found = {k.decode() for k in redis_store.client.scan_iter(match=f"{redis_store.prefix}:*")}
+    p = redis_store.prefix
+    assert found == {
+        f"{p}:hook:order:{{7}}",
+        f"{p}:evbuf:order:{{7}}",
+        f"{p}:dedupe:9:order:{{7}}:d1",
+    }
+    assert 0 < redis_store.client.pttl(f"{p}:dedupe:9:order:{{7}}:d1") <= 60_000
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_script_replies_read_the_same_under_resp2_and_resp3(
+    redis_url: str, key_prefix: str, protocol: int
+) -> None:
+    client = redis.Redis.from_url(redis_url, protocol=protocol)
+    try:
+        store = RedisEventStore(client, key_prefix)
+        start(store)
+        assert store.acquire_lease("r1", "t", 10_000)
+        event = NewEvent(STEP_COMPLETED, "s1", {"a": [1, b"b"]}, b"\x00v")
+        ids, seen = store.append_fenced_and_read("r1", "t", [event], after_id=None)
+        assert seen == store.read_since("r1", None) and seen[-1].entry_id == ids[0]
+        assert (seen[-1].kind, seen[-1].meta, seen[-1].payload) == (
+            STEP_COMPLETED,
+            {"a": [1, b"b"]},
+            b"\x00v",
+        )
+        assert store.read_last("r1", 2) == seen
+        store.push_buffered_event("k", b"\x00blob", 10_000)
+        assert store.pop_buffered_event("k") == b"\x00blob"
+        assert store.pop_buffered_event("k") is None
+        assert store.register_hook("k", "a") is None and store.register_hook("k", "b") == "a"
+    finally:
+        client.close()
