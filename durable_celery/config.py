@@ -59,6 +59,10 @@ class DurableConfig:
     event_cache_runs: int = 1024
     #: Keep suspended workflows in memory between wakes (greenlets; see runtime.live).
     live_workflows: bool = True
+    #: The worker that records a dispatched step's outcome continues the run itself (one broker
+    #: hop per step instead of two). Off when ``orchestrator_queue`` is set: orchestration then
+    #: belongs to the workers of that queue.
+    one_hop: bool = True
 
     @classmethod
     def from_mapping(cls, conf: Mapping[str, Any], broker_url: str | None = None) -> DurableConfig:

@@ -106,6 +106,10 @@ class Durable:
         return Runtime(config, store, codec, self.registry, dispatcher)
 
     def _after_fork(self, **_: Any) -> None:
+        # The parent's timer thread builds the runtime under this lock, possibly while the pool
+        # forks: a child inheriting it locked, with no thread left to release it, would hang on
+        # its first task. Only this thread exists in the child, so a fresh lock is safe.
+        self._lock = threading.Lock()
         if self._runtime is not None:
             self._runtime.reset_process_caches()
 

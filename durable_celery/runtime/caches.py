@@ -140,6 +140,18 @@ class EventCache:
                 self._runs.popitem(last=False)
         return events, new
 
+    def absorb(self, run_id: str, after_id: str | None, new: list[Event]) -> bool:
+        """Add entries read elsewhere (an append that also read the delta). False, and the
+        cache for the run dropped, when ``after_id`` is not what the cache ends with."""
+        with self._lock:
+            events = self._runs.get(run_id)
+            last = events[-1].entry_id if events else None
+            if events is None or last != after_id:
+                self._runs.pop(run_id, None)
+                return False
+            events.extend(new)
+            return True
+
     def last_id(self, run_id: str) -> str | None:
         with self._lock:
             events = self._runs.get(run_id)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["RunClientImpl"]
 
 _TERMINAL = ("completed", "failed", "cancelled")
+_FINAL_KINDS = frozenset({ev.RUN_COMPLETED, ev.RUN_FAILED, ev.RUN_CANCELLED, ev.RUN_BLOCKED})
 
 
 class RunClientImpl:
@@ -82,17 +83,23 @@ class RunClientImpl:
         return record.status
 
     def run_result(self, run_id: str, timeout: float | None) -> Any:
+        """Wait for the run's final entry by blocking reads of its log (XREAD BLOCK on Redis):
+        the caller wakes as soon as the entry lands, without polling delays."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.002
-        while True:
-            status = self.run_status(run_id)
-            if status in _TERMINAL or status == "blocked":
-                return self._outcome(run_id, status)
-            if deadline is not None and time.monotonic() >= deadline:
+        status = self.run_status(run_id)
+        tail = self.rt.store.read_last(run_id, 1)
+        after = tail[-1].entry_id if tail else None
+        while status not in _TERMINAL and status != "blocked":
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"run {run_id} did not finish within {timeout}s (status {status})")
-            pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
-            time.sleep(pause)
-            delay = min(delay * 1.5, 0.1)
+            wait_ms = 1000 if remaining is None else max(1, int(min(remaining, 1.0) * 1000))
+            new = self.rt.store.read_blocking(run_id, after, wait_ms)
+            if new:
+                after = new[-1].entry_id
+            if not new or any(e.kind in _FINAL_KINDS for e in new):
+                status = self.run_status(run_id)
+        return self._outcome(run_id, status)
 
     def _outcome(self, run_id: str, status: str) -> Any:
         rt = self.rt
@@ -113,6 +120,9 @@ class RunClientImpl:
         return value
 
     def _last_entry(self, run_id: str, kinds: tuple[str, ...]) -> Event | None:
+        tail = self.rt.store.read_last(run_id, 1)
+        if tail and tail[-1].kind in kinds:
+            return tail[-1]  # the usual case: the final entry is the last one
         for event in reversed(self.rt.store.read_since(run_id, None)):
             if event.kind in kinds:
                 return event

@@ -78,7 +78,7 @@ class PassHost:
     # -- new work ---------------------------------------------------------------------------------
     def on_blocked(self, commands: Sequence[Command]) -> Sequence[Event]:
         if commands:
-            self._record(commands)
+            return self._record(commands)
         return self._read_new()
 
     def _inline(self, command: ScheduleStep, lone: bool) -> bool:
@@ -91,7 +91,7 @@ class PassHost:
             return lone and not limited and self.runtime.dispatcher.consumes(step)
         return mode == "inline"
 
-    def _record(self, commands: Sequence[Command]) -> None:
+    def _record(self, commands: Sequence[Command]) -> list[Event]:
         """Run inline steps, then record everything in one fenced append, then start the rest."""
         rt = self.runtime
         lone = len(commands) == 1
@@ -131,7 +131,7 @@ class PassHost:
                 events.append(result.retrying)
                 outbox.append(command.cid)
                 retries.append((command, scheduled_at, result.delay))
-        ids = self._append(events, outbox=outbox)
+        ids, new = self._append(events, outbox=outbox)
         for command, at, delay in retries:
             rt.timers.schedule_retry(command.name, self.run_id, command.cid, 2, delay, ids[at],
                                      events[at].meta.get("q"))
@@ -142,6 +142,7 @@ class PassHost:
             self.stats.dispatched_steps += 1
         for command in later:
             rt.starter.start(self.run_id, command)
+        return new
 
     def cancel(self, cids: list[str]) -> None:
         """Revoke dispatched steps whose results a race will never use."""
@@ -181,11 +182,23 @@ class PassHost:
             return NewEvent(ev.CHILD_STARTED, command.cid, meta, payload)
         raise TypeError(f"unknown command {type(command).__name__}")
 
-    def _append(self, events: list[NewEvent], outbox: Sequence[str] = ()) -> list[str]:
-        with self.runtime.clock(self.stats, "append_ms"):
-            ids = self.runtime.store.append_fenced(self.run_id, self.token, events, outbox=outbox)
+    def _append(
+        self, events: list[NewEvent], outbox: Sequence[str] = ()
+    ) -> tuple[list[str], list[Event]]:
+        """One round trip: append (fenced) and read everything after what this pass has seen,
+        including entries others appended meanwhile."""
+        rt = self.runtime
+        after = rt.events.last_id(self.run_id)
+        with rt.clock(self.stats, "append_ms"):
+            ids, new = rt.store.append_fenced_and_read(
+                self.run_id, self.token, events, after_id=after, outbox=outbox
+            )
         self.stats.appends += 1
-        return ids
+        if not rt.events.absorb(self.run_id, after, new):
+            new = self._read_new()  # the cache moved under us: read properly
+        else:
+            self.stats.entries_new += len(new)
+        return ids, new
 
     def _read_new(self) -> list[Event]:
         with self.runtime.clock(self.stats, "read_ms"):

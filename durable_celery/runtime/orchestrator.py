@@ -38,6 +38,7 @@ class OrchestrationReport:
 class Orchestrator:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        self._retention_ms = int(runtime.config.retention * 1000)
 
     def run(self, run_id: str) -> OrchestrationReport:
         rt = self.rt
@@ -86,7 +87,9 @@ class Orchestrator:
         elif state == "cancelling":
             rt.live.drop(run_id)
             cancelled = NewEvent(ev.RUN_CANCELLED, "", {})
-            rt.store.append_fenced(run_id, token, [cancelled], status="cancelled")
+            rt.store.append_fenced(
+                run_id, token, [cancelled], status="cancelled", retention_ms=self._retention_ms
+            )
             self._finished(run_id, cancelled, history)
             state = "cancelled"
         stats.entries_total = len(history)
@@ -173,7 +176,9 @@ class Orchestrator:
             meta = {"error": f"{type(error).__module__}.{type(error).__qualname__}"}
             event = NewEvent(ev.RUN_FAILED, "", meta, payload)
         with rt.clock(stats, "append_ms"):
-            rt.store.append_fenced(run_id, token, [event], status=result.status)
+            rt.store.append_fenced(
+                run_id, token, [event], status=result.status, retention_ms=self._retention_ms
+            )
         self._finished(run_id, event, history)
         return result.status
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..codec import Place
 from ..replay import events as ev
+from ..workflow.step import StepDefinition
 from .steps import retry_key, run_attempt
 
 if TYPE_CHECKING:
@@ -25,7 +26,10 @@ class StepWorker:
         """Run one attempt; record its outcome once; wake the run. Returns what happened."""
         rt = self.rt
         if rt.store.outcome_id(run_id, cid) is not None:
-            return "duplicate"  # a redelivery of a step whose outcome is already in the log
+            # A redelivery: the first delivery may have died between recording and waking the
+            # run, leaving the wake flag set with no pass queued. An extra pass is cheap.
+            rt.dispatcher.wake(run_id)
+            return "duplicate"
         scheduled = rt.store.read_entry(run_id, entry_id)
         if scheduled is None or scheduled.kind != ev.STEP_SCHEDULED or scheduled.cid != cid:
             log.warning("run %s: step %s (%s) has no scheduled entry %s", run_id, step_name, cid, entry_id)
@@ -41,7 +45,7 @@ class StepWorker:
             assert result.outcome is not None
             recorded = rt.store.record_outcome(run_id, cid, result.outcome, wake=True)
             if recorded.wake:
-                rt.dispatcher.wake(run_id)
+                self.continue_run(run_id, step)
             return "recorded" if recorded.created else "duplicate"
         assert result.retrying is not None
         # Timer first: a crash between the two leaves a retry without its log line, never a
@@ -50,3 +54,18 @@ class StepWorker:
                                  scheduled.meta.get("q"))
         rt.store.record_outcome(run_id, retry_key(cid, attempt), result.retrying, wake=False)
         return "retrying"
+
+    def continue_run(self, run_id: str, step: StepDefinition[Any, Any]) -> None:
+        """We set the run's wake flag: orchestrate it here (one hop) or enqueue a pass.
+
+        Not for steps with time limits: Celery would count the continuation against them.
+        """
+        rt = self.rt
+        limited = any(k in step.task_options for k in ("time_limit", "soft_time_limit"))
+        if rt.config.one_hop and not rt.config.orchestrator_queue and not limited:
+            report = rt.orchestrator.run(run_id)
+            if report.status != "busy":
+                return
+            rt.dispatcher.wake(run_id, countdown=report.retry_after)
+            return
+        rt.dispatcher.wake(run_id)

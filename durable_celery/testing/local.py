@@ -62,6 +62,10 @@ class LocalEnvironment:
         dispatcher: LocalDispatcher | None = None,
         **settings: Any,
     ) -> None:
+        # Each wake is its own queued item here (no one-hop continuation inside a step), so a
+        # test can run passes and step attempts in any order it likes; pass one_hop=True to get
+        # the production path instead.
+        settings.setdefault("one_hop", False)
         base = DurableConfig.from_mapping(durable.app.conf)
         config = replace(base, **settings) if settings else base
         config.validate()
