@@ -1,9 +1,14 @@
-"""A worker bootstep that fires durable timers (every worker may run it; each timer fires once)."""
+"""A worker bootstep that fires durable timers and runs the recovery sweep.
+
+Every worker may run it: each timer fires once (claimed, acted on, then removed), and a sweep
+that re-drives a run twice only costs an extra pass.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from celery import bootsteps
@@ -39,7 +44,15 @@ class TimerPoller:
     def _loop(self) -> None:
         runtime = self.durable.runtime
         interval = runtime.config.timer_poll_interval
+        next_sweep = time.monotonic() + runtime.config.sweep_interval
         while not self._stop.is_set():
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + runtime.config.sweep_interval
+                try:
+                    runtime.sweeper.sweep()
+                except Exception:
+                    log.exception("durable recovery sweep failed; next one in %ss",
+                                  runtime.config.sweep_interval)
             try:
                 fired = runtime.timers.fire_due()
             except Exception:  # Redis away for a moment: keep polling, never die

@@ -30,6 +30,7 @@ class Runtime:
         from .client import RunClientImpl
         from .orchestrator import Orchestrator
         from .starter import CommandStarter
+        from .sweeper import RecoverySweep
         from .timers import TimerService
         from .waits import EventWaits
         from .worker import StepWorker
@@ -47,6 +48,7 @@ class Runtime:
         self.timers = TimerService(self)
         self.starter = CommandStarter(self)
         self.waits = EventWaits(self)
+        self.sweeper = RecoverySweep(self)
         self.orchestrator = Orchestrator(self)
         self.steps = StepWorker(self)
         self.client = RunClientImpl(self)
