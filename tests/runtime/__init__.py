@@ -1,0 +1,1 @@
+"""Tests of the runtime: orchestration passes, caches, live executions, wakes."""

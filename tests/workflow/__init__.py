@@ -1,0 +1,1 @@
+"""Tests of the authoring API: steps, retries, gather, starting runs."""
