@@ -32,6 +32,14 @@ class TimerPoller:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        # Build the runtime and poll once here, in the worker's main thread, before the prefork
+        # pool forks (this step starts before Pool): the first poll imports modules lazily and
+        # resolves Redis's address (importing encodings.idna). Done in the thread instead, a fork
+        # landing meanwhile gives children a held import lock, and they hang on their first task.
+        try:
+            self.durable.runtime.timers.fire_due()
+        except Exception:  # Redis away at start: the thread keeps trying
+            log.exception("durable timer poll failed at worker start; the poller will retry")
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="durable-timers", daemon=True)
         self._thread.start()

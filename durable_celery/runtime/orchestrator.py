@@ -48,11 +48,16 @@ class Orchestrator:
             wait = max(rt.store.lease_ttl_ms(run_id), 50) / 1000
             return OrchestrationReport(run_id, "busy", retry_after=wait)
         report = OrchestrationReport(run_id, "running")
+        stats = PassStats()
+        started = time.perf_counter()
+        hits, misses = rt.hydration.hits, rt.hydration.misses
+        warm = False
         try:
             self._resend_outbox(run_id)
             while True:
                 report.passes += 1
-                report.status = self._one_pass(run_id, token)
+                report.status, warm_pass = self._one_pass(run_id, token, stats)
+                warm = warm or warm_pass
                 last = rt.events.last_id(run_id) or "0-0"
                 if rt.store.finish_pass(run_id, token, last):
                     break
@@ -64,18 +69,20 @@ class Orchestrator:
             rt.live.drop(run_id)
             rt.store.release_lease(run_id, token)
             raise
+        stats.extra["cache_hits"] = rt.hydration.hits - hits
+        stats.extra["cache_misses"] = rt.hydration.misses - misses
+        self._log_timing(run_id, stats, started, warm, report)
         if report.status in ("completed", "failed", "cancelled"):
             rt.forget_run(run_id)
         return report
 
     # -- one pass ---------------------------------------------------------------------------------
-    def _one_pass(self, run_id: str, token: str) -> str:
+    def _one_pass(self, run_id: str, token: str, stats: PassStats) -> tuple[str, bool]:
         rt = self.rt
-        stats = PassStats()
-        started = time.perf_counter()
         with rt.clock(stats, "read_ms"):
             history, new = rt.events.refresh(run_id)
-        stats.entries_total, stats.entries_new = len(history), len(new)
+        stats.entries_new += len(new)
+        stats.extra.setdefault("workflow", history[0].meta.get("workflow") if history else "?")
         state = _state_of(history)
         warm = False
         if state == "running":
@@ -87,14 +94,11 @@ class Orchestrator:
         elif state == "cancelling":
             rt.live.drop(run_id)
             cancelled = NewEvent(ev.RUN_CANCELLED, "", {})
-            rt.store.append_fenced(
-                run_id, token, [cancelled], status="cancelled", retention_ms=self._retention_ms
-            )
+            self._append_final(run_id, token, cancelled, "cancelled", stats)
             self._finished(run_id, cancelled, history)
             state = "cancelled"
-        stats.entries_total = len(history)
-        self._log_timing(run_id, history, stats, started, warm, state)
-        return state
+        stats.entries_total = len(history)  # the cache's own list: it includes this pass's appends
+        return state, warm
 
     def _drive(
         self, run_id: str, host: PassHost, history: list[Event], new: list[Event], stats: PassStats
@@ -111,9 +115,10 @@ class Orchestrator:
             and getattr(rt.registry.workflows.get(execution.ctx.workflow), "fn", None)
             is execution.fn
         ):
+            before = (execution.ctx.replayed_calls, execution.ctx.new_calls)
             with rt.clock(stats, "replay_ms"):
                 result = execution.resume(host, new)
-            self._count(execution, stats)
+            self._count(execution, stats, before)
             return result, True, execution
         if execution is not None:
             execution.abandon()  # the log moved in a way it did not see: replay from the top
@@ -123,7 +128,7 @@ class Orchestrator:
             return PassResult("blocked", error=exc), False, None
         with rt.clock(stats, "replay_ms"):
             result = execution.start()
-        self._count(execution, stats)
+        self._count(execution, stats, (0, 0))
         return result, False, execution
 
     def _new_execution(self, run_id: str, host: PassHost, history: list[Event]) -> WorkflowExecution:
@@ -143,9 +148,9 @@ class Orchestrator:
         )
 
     @staticmethod
-    def _count(execution: WorkflowExecution, stats: PassStats) -> None:
-        stats.replayed_calls = execution.ctx.replayed_calls
-        stats.new_calls = execution.ctx.new_calls
+    def _count(execution: WorkflowExecution, stats: PassStats, before: tuple[int, int]) -> None:
+        stats.replayed_calls += execution.ctx.replayed_calls - before[0]
+        stats.new_calls += execution.ctx.new_calls - before[1]
 
     def _record(
         self, run_id: str, token: str, result: PassResult, history: list[Event], stats: PassStats
@@ -157,10 +162,8 @@ class Orchestrator:
             message = str(result.error)
             log.error("run %s is blocked: %s", run_id, message)
             rt.live.drop(run_id)
-            rt.store.append_fenced(
-                run_id, token, [NewEvent(ev.RUN_BLOCKED, "", {"error": message[:4000]})],
-                status="blocked",
-            )
+            blocked = NewEvent(ev.RUN_BLOCKED, "", {"error": message[:4000]})
+            self._append_final(run_id, token, blocked, "blocked", stats)
             return "blocked"
         if result.status == "completed":
             try:
@@ -175,12 +178,23 @@ class Orchestrator:
             payload = rt.codec.encode(error, Place(run_id, ev.RUN_FAILED, ""))
             meta = {"error": f"{type(error).__module__}.{type(error).__qualname__}"}
             event = NewEvent(ev.RUN_FAILED, "", meta, payload)
-        with rt.clock(stats, "append_ms"):
-            rt.store.append_fenced(
-                run_id, token, [event], status=result.status, retention_ms=self._retention_ms
-            )
+        self._append_final(run_id, token, event, result.status, stats)
         self._finished(run_id, event, history)
         return result.status
+
+    def _append_final(
+        self, run_id: str, token: str, event: NewEvent, status: str, stats: PassStats
+    ) -> None:
+        """Append a status entry and take it into the event cache in the same round trip, so
+        finishing the pass needs no further read."""
+        rt = self.rt
+        after = rt.events.last_id(run_id)
+        retention = self._retention_ms if status in ("completed", "failed", "cancelled") else None
+        with rt.clock(stats, "append_ms"):
+            _, new = rt.store.append_fenced_and_read(
+                run_id, token, [event], after_id=after, status=status, retention_ms=retention
+            )
+        rt.events.absorb(run_id, after, new)
 
     def _resend_outbox(self, run_id: str) -> None:
         """A previous pass recorded work but died before starting it: start it again."""
@@ -225,24 +239,25 @@ class Orchestrator:
             rt.dispatcher.wake(parent)
 
     def _log_timing(
-        self, run_id: str, history: list[Event], stats: PassStats, started: float, warm: bool,
-        state: str,
+        self, run_id: str, stats: PassStats, started: float, warm: bool,
+        report: OrchestrationReport,
     ) -> None:
+        """One structured line per orchestrator invocation (DESIGN.md §5)."""
         if not timing_log.isEnabledFor(logging.INFO):
             return
-        hyd = self.rt.hydration
         fields: dict[str, Any] = {
             "run": run_id,
-            "workflow": history[0].meta.get("workflow") if history else "?",
-            "status": state,
+            "workflow": stats.extra.get("workflow", "?"),
+            "status": report.status,
+            "passes": report.passes,
             "entries": stats.entries_total,
             "new": stats.entries_new,
             "replayed": stats.replayed_calls,
             "issued": stats.new_calls,
             "inline": stats.inline_steps,
             "dispatched": stats.dispatched_steps,
-            "cache_hits": hyd.hits,
-            "cache_misses": hyd.misses,
+            "cache_hits": stats.extra.get("cache_hits", 0),
+            "cache_misses": stats.extra.get("cache_misses", 0),
             "read_ms": round(stats.read_ms, 3),
             "replay_ms": round(stats.replay_ms, 3),
             "append_ms": round(stats.append_ms, 3),
