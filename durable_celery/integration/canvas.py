@@ -30,15 +30,17 @@ def signature_spec(sig: Any) -> dict[str, Any]:
     """The parts of a Celery signature that decide what runs: names, arguments, structure."""
     sig = dict(sig)
     kind = sig.get("subtask_type")
-    if kind in ("chain", "group"):
+    if kind == "chain":
         return {"type": kind, "tasks": [signature_spec(t) for t in sig["kwargs"]["tasks"]]}
+    if kind == "group":
+        return {"type": kind, "tasks": _unrolled(sig["kwargs"]["tasks"])}
     if kind == "chord":
         header = sig["kwargs"]["header"]
         header_tasks = header["kwargs"]["tasks"] if isinstance(header, dict) and header.get(
             "subtask_type") == "group" else header
         return {
             "type": "chord",
-            "tasks": [signature_spec(t) for t in header_tasks],
+            "tasks": _unrolled(header_tasks),
             "body": signature_spec(sig["kwargs"]["body"]),
         }
     if kind is not None:
@@ -50,6 +52,16 @@ def signature_spec(sig: Any) -> dict[str, Any]:
         "kwargs": dict(sig.get("kwargs") or {}),
         "immutable": bool(sig.get("immutable")),
     }
+
+
+def _unrolled(members: Any) -> list[dict[str, Any]]:
+    """Specs of a group's members, with nested groups unrolled into it, as Celery does: all
+    their tasks run in parallel and their results come back as one flat list."""
+    specs: list[dict[str, Any]] = []
+    for member in members:
+        spec = signature_spec(member)
+        specs.extend(spec["tasks"] if spec["type"] == "group" else [spec])
+    return specs
 
 
 def install_canvas(durable: Durable) -> None:

@@ -194,8 +194,9 @@ class ReplayContext:
     def block_until(self, ready: Callable[[], bool]) -> None:
         """Deliver entries in log order until ``ready()``; get more from the host; else suspend."""
         self.check_live()
-        if ready():
-            return
+        # Refused even when ready() already holds: whether an outcome is delivered yet depends
+        # on how the run's log interleaved, and a call must not fail on one run and work on
+        # another.
         if self.loop is not None and not self.loop.driving:
             raise TypeError(
                 "a blocking durable call was made inside an async workflow; await instead: "

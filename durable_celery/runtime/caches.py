@@ -141,16 +141,29 @@ class EventCache:
         return events, new
 
     def absorb(self, run_id: str, after_id: str | None, new: list[Event]) -> bool:
-        """Add entries read elsewhere (an append that also read the delta). False, and the
-        cache for the run dropped, when ``after_id`` is not what the cache ends with."""
+        """Add entries read elsewhere (a script that also read the delta after ``after_id``).
+
+        ``after_id`` None means ``new`` is the whole log. False, and the run's cache dropped,
+        when ``after_id`` is not what the cache ends with (the next refresh reads it in full).
+        """
         with self._lock:
             events = self._runs.get(run_id)
-            last = events[-1].entry_id if events else None
-            if events is None or last != after_id:
+            if events is None and after_id is None:
+                self._runs[run_id] = list(new)
+                while len(self._runs) > self.max_runs:
+                    self._runs.popitem(last=False)
+                return True
+            if events is None or (events[-1].entry_id if events else None) != after_id:
                 self._runs.pop(run_id, None)
                 return False
             events.extend(new)
+            self._runs.move_to_end(run_id)
             return True
+
+    def get(self, run_id: str) -> list[Event] | None:
+        """The run's cached entries (the cache's own list), without reading the store."""
+        with self._lock:
+            return self._runs.get(run_id)
 
     def last_id(self, run_id: str) -> str | None:
         with self._lock:

@@ -44,19 +44,25 @@ class Orchestrator:
         rt = self.rt
         token = secrets.token_hex(8)
         ttl_ms = int(rt.config.lease_timeout * 1000)
-        if not rt.store.acquire_lease(run_id, token, ttl_ms):
-            wait = max(rt.store.lease_ttl_ms(run_id), 50) / 1000
-            return OrchestrationReport(run_id, "busy", retry_after=wait)
+        after = rt.events.last_id(run_id)
+        # One round trip: the lease, the outbox of an interrupted pass, and the new entries.
+        start = rt.store.begin_pass(run_id, token, ttl_ms, after)
+        if not start.acquired:
+            return OrchestrationReport(run_id, "busy", retry_after=max(start.lease_ms, 50) / 1000)
+        # The first pass must see begin_pass's entries as new (a parked run resumes with them).
+        carried = start.entries if rt.events.absorb(run_id, after, start.entries) else None
         report = OrchestrationReport(run_id, "running")
         stats = PassStats()
         started = time.perf_counter()
         hits, misses = rt.hydration.hits, rt.hydration.misses
         warm = False
         try:
-            self._resend_outbox(run_id)
+            if start.outbox:
+                self._resend_outbox(run_id, start.outbox)
             while True:
                 report.passes += 1
-                report.status, warm_pass = self._one_pass(run_id, token, stats)
+                report.status, warm_pass = self._one_pass(run_id, token, stats, carried)
+                carried = None
                 warm = warm or warm_pass
                 last = rt.events.last_id(run_id) or "0-0"
                 if rt.store.finish_pass(run_id, token, last):
@@ -77,10 +83,17 @@ class Orchestrator:
         return report
 
     # -- one pass ---------------------------------------------------------------------------------
-    def _one_pass(self, run_id: str, token: str, stats: PassStats) -> tuple[str, bool]:
+    def _one_pass(
+        self, run_id: str, token: str, stats: PassStats, carried: list[Event] | None
+    ) -> tuple[str, bool]:
+        """``carried``: the entries begin_pass just read (first pass), else None: read now."""
         rt = self.rt
-        with rt.clock(stats, "read_ms"):
-            history, new = rt.events.refresh(run_id)
+        history = rt.events.get(run_id) if carried is not None else None
+        if history is not None and carried is not None:
+            new = carried
+        else:
+            with rt.clock(stats, "read_ms"):
+                history, new = rt.events.refresh(run_id)
         stats.entries_new += len(new)
         stats.extra.setdefault("workflow", history[0].meta.get("workflow") if history else "?")
         state = _state_of(history)
@@ -196,12 +209,10 @@ class Orchestrator:
             )
         rt.events.absorb(run_id, after, new)
 
-    def _resend_outbox(self, run_id: str) -> None:
+    def _resend_outbox(self, run_id: str, pending: list[str]) -> None:
         """A previous pass recorded work but died before starting it: start it again."""
-        pending = self.rt.store.pending_outbox(run_id)
-        if pending:
-            history, _ = self.rt.events.refresh(run_id)
-            self.rt.starter.recover(run_id, history, pending)
+        history, _ = self.rt.events.refresh(run_id)
+        self.rt.starter.recover(run_id, history, pending)
 
     # -- endings ----------------------------------------------------------------------------------
     def _finished(self, run_id: str, final: NewEvent, history: list[Event]) -> None:
@@ -282,10 +293,12 @@ def _state_of(history: list[Event]) -> str:
         kind = event.kind
         if kind in ev.TERMINAL_KINDS:
             return {ev.RUN_COMPLETED: "completed", ev.RUN_FAILED: "failed"}.get(kind, "cancelled")
+        if state == "cancelling":
+            continue  # only the final entry counts now (run_cancelled may already follow)
         if kind == ev.RUN_BLOCKED:
             state = "blocked"
         elif kind == ev.RUN_RESUMED:
             state = "running"
         elif kind == ev.RUN_CANCEL_REQUESTED:
-            return "cancelling"
+            state = "cancelling"
     return state

@@ -55,7 +55,11 @@ class _ReadOnlyHost:
         if event.payload is None:
             return None
         value = self.codec.decode(event.payload, Place(self.run_id, event.kind, event.cid))
-        if event.kind == ev.STEP_FAILED:
+        # As PassHost.outcome: a failed step, and any outcome recorded as an error (a child
+        # workflow's failure, EventKeyInUse), raise where the workflow waits on it.
+        if event.kind == ev.STEP_FAILED or (
+            event.meta.get("error") and isinstance(value, BaseException)
+        ):
             raise value
         return value
 

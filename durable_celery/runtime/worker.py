@@ -25,12 +25,12 @@ class StepWorker:
     def execute(self, step_name: str, run_id: str, cid: str, entry_id: str, attempt: int) -> str:
         """Run one attempt; record its outcome once; wake the run. Returns what happened."""
         rt = self.rt
-        if rt.store.outcome_id(run_id, cid) is not None:
+        recorded_id, scheduled = rt.store.read_step_input(run_id, cid, entry_id)
+        if recorded_id is not None:
             # A redelivery: the first delivery may have died between recording and waking the
             # run, leaving the wake flag set with no pass queued. An extra pass is cheap.
             rt.dispatcher.wake(run_id)
             return "duplicate"
-        scheduled = rt.store.read_entry(run_id, entry_id)
         if scheduled is None or scheduled.kind != ev.STEP_SCHEDULED or scheduled.cid != cid:
             log.warning("run %s: step %s (%s) has no scheduled entry %s", run_id, step_name, cid, entry_id)
             return "missing"

@@ -26,6 +26,7 @@ from ..errors import LeaseLost, RunNotFound
 from ..replay.events import Event, NewEvent
 
 __all__ = [
+    "PassStart",
     "TERMINAL_STATUSES",
     "EventStore",
     "RunRecord",
@@ -66,6 +67,16 @@ class OutcomeResult:
     entry_id: str
     created: bool
     wake: bool
+
+
+@dataclass(frozen=True)
+class PassStart:
+    """What :meth:`EventStore.begin_pass` found."""
+
+    acquired: bool
+    outbox: list[str] = field(default_factory=list)
+    entries: list[Event] = field(default_factory=list)
+    lease_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -164,6 +175,19 @@ class EventStore(Protocol):
     # -- orchestration ----------------------------------------------------------------------------
     def acquire_lease(self, run_id: str, token: str, ttl_ms: int) -> bool:
         """Take the lease for ``ttl_ms``; True also when ``token`` already held it (renewed)."""
+
+    def begin_pass(
+        self, run_id: str, token: str, ttl_ms: int, after_id: str | None
+    ) -> PassStart:
+        """``acquire_lease``, ``pending_outbox`` and ``read_since(after_id)`` in one round trip.
+
+        When another token holds the lease: ``acquired`` False and its remaining ``lease_ms``.
+        """
+
+    def read_step_input(
+        self, run_id: str, outcome_key: str, entry_id: str
+    ) -> tuple[str | None, Event | None]:
+        """``outcome_id(outcome_key)`` and ``read_entry(entry_id)`` in one round trip."""
 
     def lease_ttl_ms(self, run_id: str) -> int:
         """Remaining lease time, 0 when free."""

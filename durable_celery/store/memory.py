@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from ..replay.events import RUN_STARTED, Event, NewEvent
 from . import keys
 from .base import (
+    PassStart,
     OutcomeResult,
     RunRecord,
     check_lease_args,
@@ -86,7 +87,7 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
         self._clock = clock  # seconds since the epoch
-        self._cond = threading.Condition(threading.Lock())  # also the store's one lock
+        self._cond = threading.Condition(threading.RLock())  # the store's one lock (re-entrant)
         self._runs: dict[str, _Run] = {}
         self._wake: set[str] = set()
         self._leases: dict[str, _Lease] = {}
@@ -327,6 +328,20 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
                 return False
             self._leases[run_id] = _Lease(token, ttl_ms, time.monotonic() + ttl_ms / 1000)
             return True
+
+    def begin_pass(
+        self, run_id: str, token: str, ttl_ms: int, after_id: str | None
+    ) -> PassStart:
+        with self._cond:  # re-entrant: the three steps are one atomic operation, as in Lua
+            if not self.acquire_lease(run_id, token, ttl_ms):
+                return PassStart(False, lease_ms=self.lease_ttl_ms(run_id))
+            return PassStart(True, self.pending_outbox(run_id), self.read_since(run_id, after_id))
+
+    def read_step_input(
+        self, run_id: str, outcome_key: str, entry_id: str
+    ) -> tuple[str | None, Event | None]:
+        with self._cond:
+            return self.outcome_id(run_id, outcome_key), self.read_entry(run_id, entry_id)
 
     def lease_ttl_ms(self, run_id: str) -> int:
         with self._cond:

@@ -22,6 +22,7 @@ import redis
 from ..replay.events import RUN_STARTED, Event, NewEvent, entry_millis
 from . import keys
 from .base import (
+    PassStart,
     DueTimer,
     OutcomeResult,
     RunRecord,
@@ -264,6 +265,33 @@ class RedisEventStore(RedisExternalEvents):
         check_lease_args(token, ttl_ms)
         lease = self._keys(run_id).lease
         return bool(self._scripts.acquire_lease(keys=[lease], args=[token, int(ttl_ms)]) == 1)
+
+    def begin_pass(
+        self, run_id: str, token: str, ttl_ms: int, after_id: str | None
+    ) -> PassStart:
+        check_lease_args(token, ttl_ms)
+        k = self._keys(run_id)
+        after = "-" if after_id is None else check_entry_id(after_id)
+        reply = self._scripts.begin_pass(
+            keys=[k.lease, k.outbox, k.log], args=[token, int(ttl_ms), after]
+        )
+        if int(reply[0]) == 0:
+            return PassStart(False, lease_ms=max(int(reply[1]), 0))
+        entries = [decode_entry(i, _pairs(f)) for i, f in reply[2]]
+        return PassStart(True, sorted(_text(m) for m in reply[1]), entries)
+
+    def read_step_input(
+        self, run_id: str, outcome_key: str, entry_id: str
+    ) -> tuple[str | None, Event | None]:
+        k = self._keys(run_id)
+        pipe = self._r.pipeline(transaction=False)
+        pipe.hget(k.outcomes, outcome_key)
+        pipe.xrange(k.log, entry_id, entry_id, count=1)
+        found, entries = pipe.execute()
+        return (
+            None if found is None else _text(found),
+            decode_entry(*entries[0]) if entries else None,
+        )
 
     def lease_ttl_ms(self, run_id: str) -> int:
         return max(int(self._r.pttl(self._keys(run_id).lease)), 0)

@@ -19,6 +19,7 @@ SCRIPT_NAMES = (
     "record_outcome",
     "finish_pass",
     "acquire_lease",
+    "begin_pass",
     "release_lease",
     "request_wake",
     "set_status",
@@ -49,6 +50,7 @@ class Scripts:
     record_outcome: Any
     finish_pass: Any
     acquire_lease: Any
+    begin_pass: Any
     release_lease: Any
     request_wake: Any
     set_status: Any

@@ -197,3 +197,32 @@ def test_adding_the_same_timer_again_keeps_its_first_deadline(store: EventStore)
     time.sleep(0.005)
     assert store.add_timer("retry", "r1", "s1", 90_000, {"attempt": 1}) == first
     assert store.add_timer("retry", "r1", "s1", 90_000, {"attempt": 2}) > first
+
+
+def test_begin_pass_takes_the_lease_and_returns_the_outbox_and_the_delta_at_once(store) -> None:
+    from durable_celery.replay.events import NewEvent
+
+    store.create_run("bp1", "wf", NewEvent("run_started", "", {"workflow": "wf"}, b"x"), {})
+    start = store.begin_pass("bp1", "tok", 5000, None)
+    assert start.acquired and start.outbox == [] and [e.kind for e in start.entries] == [
+        "run_started"
+    ]
+    first = start.entries[-1].entry_id
+    store.append_fenced("bp1", "tok", [NewEvent("step_scheduled", "s1", {"name": "a"})], outbox=["s1"])
+    again = store.begin_pass("bp1", "tok", 5000, first)  # re-entrant for the same token
+    assert again.acquired and again.outbox == ["s1"]
+    assert [(e.kind, e.cid) for e in again.entries] == [("step_scheduled", "s1")]
+    other = store.begin_pass("bp1", "other", 5000, None)
+    assert not other.acquired and 0 < other.lease_ms <= 5000 and other.entries == []
+
+
+def test_read_step_input_returns_the_recorded_outcome_and_the_scheduled_entry(store) -> None:
+    from durable_celery.replay.events import NewEvent
+
+    store.create_run("si1", "wf", NewEvent("run_started", "", {"workflow": "wf"}, b"x"), {})
+    assert store.acquire_lease("si1", "tok", 5000)
+    [sid] = store.append_fenced("si1", "tok", [NewEvent("step_scheduled", "s1", {"n": 1}, b"a")])
+    assert store.read_step_input("si1", "s1", sid) == (None, store.read_entry("si1", sid))
+    done = store.record_outcome("si1", "s1", NewEvent("step_completed", "s1", {}, b"r"))
+    outcome, entry = store.read_step_input("si1", "s1", sid)
+    assert outcome == done.entry_id and entry is not None and entry.payload == b"a"

@@ -1,0 +1,1 @@
+"""Runnable examples of durable_celery, each with a short README."""

@@ -1,0 +1,1 @@
+"""Quickstart: a checkout workflow (reserve, charge with retries, send a receipt)."""

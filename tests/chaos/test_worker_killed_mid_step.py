@@ -1,0 +1,233 @@
+"""Real worker processes killed with SIGKILL mid-step: the run completes, no outcome twice.
+
+Each test starts ``celery worker --pool prefork`` on the session's Redis (the app is
+``tests/chaos/chaos_app.py``), starts a run from this process, waits until the slow middle step
+reports its pid, and kills it. Steps run at least once (the killed one runs again); their
+outcomes are recorded exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+
+from durable_celery import Durable
+from durable_celery.replay.events import Event
+
+from . import chaos_app
+
+pytestmark = [
+    pytest.mark.chaos,
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find pids"),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: Bound on every wait for the run, after a kill.
+RECOVERY_SECONDS = 60.0
+
+
+def expected(x: int) -> int:
+    return (x + 1) * 2 + 100  # chaos.before, chaos.slow, chaos.after
+
+
+class Worker:
+    """A ``celery worker --pool prefork`` process in its own session, logging to a file."""
+
+    def __init__(self, env: dict[str, str], queue: str, log: Path, name: str) -> None:
+        self.log = log
+        args = [
+            sys.executable, "-m", "celery", "-A", "tests.chaos.chaos_app", "worker",
+            "--pool", "prefork", "-c", "2", "-l", "INFO", "-Q", queue, "-n", f"{name}@%h",
+            "--without-heartbeat", "--without-mingle", "--without-gossip",
+        ]  # fmt: skip
+        self._out = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            args,
+            cwd=REPO,
+            env=env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: killpg reaches parent and children
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill_all(self) -> None:
+        """SIGKILL the parent and every pool child at once, as when a machine dies."""
+        if self.alive():
+            os.killpg(self.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        """SIGTERM (warm shutdown), then SIGKILL whatever is left of the process group."""
+        try:
+            if self.alive():
+                self.process.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(timeout=10)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)  # a stuck parent, orphaned pool children
+            self.process.wait(timeout=10)
+        finally:
+            self._out.close()
+
+    def tail(self, lines: int = 80) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class Chaos:
+    """One test's world: the chaos app in this process, and real workers for it."""
+
+    durable: Durable
+    pipeline: Any
+    prefix: str
+    start_worker: Callable[[], Worker]
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self.durable.runtime.store.client  # type: ignore[attr-defined, no-any-return]
+
+    def reports(self, step: str) -> list[dict[str, int]]:
+        raw = self.redis.lrange(chaos_app.reports_key(self.prefix, step), 0, -1)
+        return [json.loads(r) for r in raw]  # type: ignore[union-attr]
+
+    def executions(self, step: str) -> int:
+        return int(self.redis.get(chaos_app.executions_key(self.prefix, step)) or 0)  # type: ignore[arg-type]
+
+    def slow_step_pid(self, worker: Worker, timeout: float = 30.0) -> int:
+        """The pid of the process running the slow step's first execution, once it runs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.reports("slow")
+            if found:
+                return int(found[0]["pid"])
+            assert worker.alive(), f"the worker exited early:\n{worker.tail()}"
+            time.sleep(0.02)
+        raise AssertionError(f"the slow step never started:\n{worker.tail()}")
+
+    def result(self, handle: Any, worker: Worker) -> Any:
+        try:
+            return handle.result(timeout=RECOVERY_SECONDS)
+        except TimeoutError:
+            pytest.fail(f"the run did not complete after the kill; worker log:\n{worker.tail()}")
+
+
+@pytest.fixture
+def chaos(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Callable[[str], Chaos]]:
+    """``chaos(execution)``: the chaos app on this test's prefix; every worker stops after."""
+    workers: list[Worker] = []
+    apps: list[tuple[Celery, Durable]] = []
+
+    def make(execution: str) -> Chaos:
+        queue = f"q-{key_prefix}"
+        app, durable, pipeline = chaos_app.make_app(redis_url, key_prefix, queue, execution)
+        apps.append((app, durable))
+        env = {
+            **os.environ,
+            "CHAOS_REDIS_URL": redis_url,
+            "CHAOS_PREFIX": key_prefix,
+            "CHAOS_QUEUE": queue,
+            "CHAOS_EXECUTION": execution,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        }
+
+        def start_worker() -> Worker:
+            n = len(workers)
+            workers.append(Worker(env, queue, tmp_path / f"worker-{n}.log", f"chaos{n}"))
+            return workers[-1]
+
+        return Chaos(durable, pipeline, key_prefix, start_worker)
+
+    yield make
+    for worker in workers:
+        worker.stop()
+    for app, durable in apps:
+        if durable._runtime is not None:
+            durable._runtime.store.client.close()  # type: ignore[attr-defined]
+        app.close()
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
+def gone(pid: int) -> bool:
+    """True when ``pid`` no longer runs (exited, or a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def assert_each_step_recorded_once(history: list[Event]) -> None:
+    completed = [e for e in history if e.kind == "step_completed"]
+    scheduled = [e for e in history if e.kind == "step_scheduled"]
+    assert [e.meta["name"] for e in completed] == ["chaos.before", "chaos.slow", "chaos.after"]
+    assert sorted(e.cid for e in completed) == sorted(e.cid for e in scheduled)
+    assert len({e.cid for e in completed}) == len(completed)  # exactly one outcome per cid
+    assert [e.kind for e in history].count("run_completed") == 1
+
+
+@pytest.mark.parametrize("execution", ["dispatch", "inline"])
+def test_a_pool_child_killed_mid_step_is_replaced_and_the_step_runs_again(
+    chaos: Callable[[str], Chaos], execution: str
+) -> None:
+    env = chaos(execution)
+    worker = env.start_worker()
+    handle = env.pipeline.start(1)
+    child = env.slow_step_pid(worker)
+    assert child != worker.pid and parent_of(child) == worker.pid  # a pool child, not the parent
+
+    os.kill(child, signal.SIGKILL)
+
+    assert env.result(handle, worker) == expected(1)
+    assert worker.alive()  # the parent survived, replaced its child and requeued the message
+    reports = env.reports("slow")
+    assert env.executions("slow") == len(reports) >= 2  # at least once: it ran again
+    assert reports[0]["pid"] == child and all(r["pid"] != child for r in reports[1:])
+    assert_each_step_recorded_once(env.durable.history(handle.run_id))
+
+
+def test_a_whole_worker_killed_mid_step_is_recovered_by_a_new_worker(
+    chaos: Callable[[str], Chaos],
+) -> None:
+    env = chaos("dispatch")
+    first = env.start_worker()
+    handle = env.pipeline.start(5)
+    child = env.slow_step_pid(first)
+
+    first.kill_all()  # parent and children at once: nobody is left to requeue the message
+    assert gone(child)
+    assert handle.status() == "running"
+
+    # The step's message is still unacked in the broker: the new worker restores it once its
+    # visibility timeout (5 s in the chaos app) has passed.
+    second = env.start_worker()
+    assert env.result(handle, second) == expected(5)
+    reports = env.reports("slow")
+    assert env.executions("slow") == len(reports) >= 2
+    assert reports[0]["pid"] == child and all(r["pid"] != child for r in reports[1:])
+    assert_each_step_recorded_once(env.durable.history(handle.run_id))

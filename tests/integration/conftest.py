@@ -1,0 +1,49 @@
+"""Integration fixtures: a Celery app per test on the session's real Redis.
+
+Workers run in threads of the test process (``durable_celery.testing.embedded.run_worker``);
+one worker at a time, since Celery's shutdown flag is process-wide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery, signals
+
+from durable_celery import Durable
+
+from .support import AppFactory, configure
+
+
+@pytest.fixture
+def make_app(redis_url: str, key_prefix: str) -> Iterator[AppFactory]:
+    """``make_app(**settings)`` -> ``(app, durable)`` on this test's key prefix; closed after."""
+    made: list[tuple[Celery, Durable]] = []
+
+    def make(name: str = "itest", **settings: Any) -> tuple[Celery, Durable]:
+        app = Celery(name, set_as_current=False)
+        configure(app, redis_url, key_prefix, **settings)
+        durable = Durable(app)
+        made.append((app, durable))
+        return app, durable
+
+    yield make
+    for app, durable in made:
+        if durable._runtime is not None:
+            durable._runtime.store.client.close()  # type: ignore[attr-defined]
+        app.close()
+
+
+@pytest.fixture
+def tasks_run() -> Iterator[list[tuple[str, str]]]:
+    """``(task name, task id)`` of every task a worker of this process starts (``task_prerun``)."""
+    seen: list[tuple[str, str]] = []
+
+    def record(task_id: str, task: Any, **_: Any) -> None:
+        seen.append((task.name, task_id))
+
+    signals.task_prerun.connect(record, weak=False)
+    yield seen
+    signals.task_prerun.disconnect(record)
