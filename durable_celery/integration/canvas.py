@@ -69,7 +69,9 @@ def install_canvas(durable: Durable) -> None:
 
     def route(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
         task = app.tasks.get(args[0])
-        options = {"queue": task.queue} if task is not None and getattr(task, "queue", None) else {}
+        # A task class may still carry a (deprecated) queue attribute: honour it, as Celery does.
+        queue_attr = getattr(task, "queue", None) if task is not None else None
+        options = {"queue": queue_attr} if queue_attr else {}
         queue = app.amqp.router.route(options, args[0], (), {}).get("queue")
         return getattr(queue, "name", None)
 

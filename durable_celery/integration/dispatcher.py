@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..workflow.step import StepDefinition
+from .routing import message_options
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -31,7 +32,9 @@ class CeleryDispatcher:
         queue: str | None = None,
     ) -> None:
         task_id = f"{run_id}:{cid}" if attempt == 1 else f"{run_id}:{cid}:{attempt}"
-        options = {"queue": queue} if queue else {}
+        options = message_options(step)
+        if queue:
+            options["queue"] = queue
         step.task.apply_async(
             kwargs={DURABLE_KWARG: [run_id, cid, entry_id, attempt]}, task_id=task_id, **options
         )
@@ -53,8 +56,6 @@ class CeleryDispatcher:
         return self.step_queue(step) in consumed
 
     def step_queue(self, step: StepDefinition[Any, Any]) -> str:
-        task = step.task
-        options = {"queue": task.queue} if getattr(task, "queue", None) else {}
-        route = self.app.amqp.router.route(options, task.name, (), {})
+        route = self.app.amqp.router.route(message_options(step), step.task.name, (), {})
         queue = route.get("queue")
         return str(getattr(queue, "name", queue or self.app.conf.task_default_queue))

@@ -23,6 +23,7 @@ from ..workflow.step import StepDefinition
 from . import bootsteps
 from .canvas import install_canvas, run_canvas
 from .dispatcher import CeleryDispatcher
+from .routing import install_router
 from .tasks import register_orchestrator, register_step_task
 
 __all__ = ["Durable"]
@@ -55,6 +56,7 @@ class Durable:
         defaults["durable_encryption_keys"] = []
         app.add_defaults(defaults)
         self.orchestrate_task = register_orchestrator(app, self)
+        install_router(app, self)
         self.canvas_workflow: Any = None
         install_canvas(self)
         bootsteps.install(app, self)

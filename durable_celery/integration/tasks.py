@@ -14,13 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 from ..workflow.step import StepDefinition
 from .dispatcher import DURABLE_KWARG
+from .routing import MESSAGE_OPTIONS
 
 if TYPE_CHECKING:
     from celery import Celery
 
     from .extension import Durable
 
-__all__ = ["ORCHESTRATE_TASK", "register_orchestrator", "register_step_task"]
+__all__ = [
+    "ORCHESTRATE_TASK",
+    "register_orchestrator",
+    "register_step_task",
+]
 
 ORCHESTRATE_TASK = "durable_celery.orchestrate"
 
@@ -57,7 +62,7 @@ def register_step_task(app: Celery, durable: Durable, step: StepDefinition[Any, 
     # durable messages carry the extra DURABLE_KWARG.
     for attr in ("__name__", "__qualname__", "__module__", "__doc__"):
         setattr(run_step, attr, getattr(fn, attr, None))
-    options = {**RELIABLE, **step.task_options}
-    if step.queue:
-        options["queue"] = step.queue
-    return app.task(name=step.name, shared=False, **options)(run_step)
+    # Routing options are not task attributes (Celery 5.7 deprecates those): they travel with
+    # each durable message (see the dispatcher) and through the router installed by Durable.
+    options = {k: v for k, v in step.task_options.items() if k not in MESSAGE_OPTIONS}
+    return app.task(name=step.name, shared=False, **{**RELIABLE, **options})(run_step)

@@ -192,6 +192,21 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
             aio_events._set_running_loop(previous)
 
 
+# AbstractEventLoop defines every I/O method (raising a bare NotImplementedError), so
+# ``__getattr__`` never sees them: refuse them explicitly, with the message that says what to do.
+def _refused(name: str) -> property:
+    def get(self: DeterministicLoop) -> _NoIO:
+        return _NoIO(name)
+
+    return property(get)
+
+
+for _name, _member in vars(asyncio.AbstractEventLoop).items():
+    if not _name.startswith("_") and callable(_member) and _name not in vars(DeterministicLoop):
+        setattr(DeterministicLoop, _name, _refused(_name))
+del _name, _member
+
+
 def run_workflow_coroutine(coro: Coroutine[Any, Any, Any], ctx: ReplayContext) -> Any:
     loop = DeterministicLoop(ctx)
     ctx.loop = loop

@@ -19,7 +19,14 @@ from ..errors import NondeterminismError, NotInWorkflowError, Suspension
 from . import events as ev
 from .commands import Command
 
-__all__ = ["Host", "ReplayContext", "current_context", "require_context", "Pending"]
+__all__ = [
+    "Host",
+    "HostFault",
+    "Pending",
+    "ReplayContext",
+    "current_context",
+    "require_context",
+]
 
 _current: ContextVar[ReplayContext | None] = ContextVar("durable_replay_context", default=None)
 
@@ -48,6 +55,18 @@ class Diverged(Suspension):
     """Replay hit a call the log contradicts; carries the NondeterminismError."""
 
     def __init__(self, error: NondeterminismError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class HostFault(Suspension):
+    """The host could not provide a recorded value (undecodable payload, missing key).
+
+    A BaseException so workflow code cannot catch it: the pass stops and writes nothing, since
+    the fault is in this process's configuration, not in the run.
+    """
+
+    def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
         self.error = error
 
@@ -81,6 +100,7 @@ class ReplayContext:
         self.new_calls = 0
         self.suspended = False
         self.diverged: NondeterminismError | None = None
+        self.fault: Exception | None = None
         self.rng = _random.Random(run_id)
         #: The DeterministicLoop driving an async workflow (None for sync workflows).
         self.loop: Any = None
@@ -177,6 +197,8 @@ class ReplayContext:
         raise Diverged(error)
 
     def check_live(self) -> None:
+        if self.fault is not None:
+            raise HostFault(self.fault)
         if self.suspended or self.diverged is not None:
             # The workflow swallowed a Suspension (bare except): keep unwinding.
             if self.diverged is not None:
@@ -227,7 +249,11 @@ class ReplayContext:
 
     def value(self, cid: str) -> Any:
         pos = self._outcome_pos[cid]
-        return self.host.outcome(self.history[pos])
+        try:
+            return self.host.outcome(self.history[pos])
+        except HostFault as fault:
+            self.fault = fault.error  # even a bare `except:` in the workflow cannot go on
+            raise
 
     def unconsumed(self) -> list[ev.Event]:
         """Recorded calls this replay never made (code removed a call)."""

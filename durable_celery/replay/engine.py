@@ -20,7 +20,7 @@ from typing import Any, Literal
 from ..errors import NondeterminismError, Suspension
 from . import events as ev
 from .aio import run_workflow_coroutine
-from .context import Diverged, Host, ReplayContext, reset_context, set_context
+from .context import Diverged, Host, HostFault, ReplayContext, reset_context, set_context
 
 try:  # greenlet is a dependency, but the engine works without it (unwind only)
     import greenlet as _greenlet
@@ -29,7 +29,8 @@ except ImportError:  # pragma: no cover - exercised only where greenlet is missi
 
 __all__ = ["PassResult", "WorkflowExecution", "live_supported"]
 
-Status = Literal["completed", "failed", "suspended", "blocked"]
+#: ``fault``: the host could not read the log (e.g. a missing key); nothing may be recorded.
+Status = Literal["completed", "failed", "suspended", "blocked", "fault"]
 
 
 @dataclass
@@ -128,6 +129,8 @@ class WorkflowExecution:
                 value = run_workflow_coroutine(value, ctx)
         except Diverged as signal:
             return PassResult("blocked", error=signal.error)
+        except HostFault as fault:
+            return PassResult("fault", error=fault.error)
         except Suspension:
             return self._interrupted() or PassResult("suspended")
         except Exception as exc:  # the workflow failed (or swallowed a signal, then raised)
@@ -152,6 +155,8 @@ class WorkflowExecution:
         return PassResult("completed", value=value)
 
     def _interrupted(self) -> PassResult | None:
+        if self.ctx.fault is not None:
+            return PassResult("fault", error=self.ctx.fault)
         if self.ctx.diverged is not None:
             return PassResult("blocked", error=self.ctx.diverged)
         if self.ctx.suspended:

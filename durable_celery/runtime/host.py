@@ -22,6 +22,8 @@ from ..replay.commands import (
     StartChild,
     StartTimer,
 )
+from ..errors import DecodingError
+from ..replay.context import HostFault
 from ..replay.events import Event, NewEvent
 from .steps import run_attempt
 
@@ -58,6 +60,12 @@ class PassHost:
         return self.runtime.codec.fingerprint(value, label=label)
 
     def outcome(self, event: Event) -> Any:
+        try:
+            return self._outcome(event)
+        except DecodingError as exc:
+            raise HostFault(exc) from exc
+
+    def _outcome(self, event: Event) -> Any:
         rt = self.runtime
         if event.kind == ev.STEP_COMPLETED:
             place = Place(self.run_id, ev.STEP_COMPLETED, event.cid)

@@ -135,10 +135,10 @@ class Orchestrator:
             return result, True, execution
         if execution is not None:
             execution.abandon()  # the log moved in a way it did not see: replay from the top
-        try:
-            execution = self._new_execution(run_id, host, history)
-        except DurableError as exc:  # unknown workflow, undecodable input: block, lose nothing
-            return PassResult("blocked", error=exc), False, None
+        # An unknown workflow or an undecodable input is this process's problem (a deploy or a
+        # key missing here), not the run's: it raises, nothing is written, and the run is driven
+        # again later (the recovery sweep) until a worker that can run it picks it up.
+        execution = self._new_execution(run_id, host, history)
         with rt.clock(stats, "replay_ms"):
             result = execution.start()
         self._count(execution, stats, (0, 0))
@@ -171,6 +171,9 @@ class Orchestrator:
         rt = self.rt
         if result.status == "suspended":
             return "running"
+        if result.status == "fault":
+            assert result.error is not None
+            raise result.error
         if result.status == "blocked":
             message = str(result.error)
             log.error("run %s is blocked: %s", run_id, message)

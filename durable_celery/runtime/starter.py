@@ -17,6 +17,7 @@ from ..errors import DurableError
 from ..replay import events as ev
 from ..replay.commands import AwaitEvent, Command, StartChild, StartTimer
 from ..replay.events import Event, NewEvent
+from ..workflow.clock import StartTimerUntil
 
 if TYPE_CHECKING:
     from .core import Runtime
@@ -35,7 +36,10 @@ class CommandStarter:
 
     def start(self, run_id: str, command: Command) -> None:
         store = self.rt.store
-        if isinstance(command, StartTimer):
+        if isinstance(command, StartTimerUntil):
+            # An instant, not a duration: this pass may run long after now() inside it.
+            store.add_timer(TIMER, run_id, command.cid, command.until_ms - store.now_ms(), {})
+        elif isinstance(command, StartTimer):
             store.add_timer(TIMER, run_id, command.cid, int(command.seconds * 1000), {})
         elif isinstance(command, AwaitEvent):
             if command.timeout is not None:

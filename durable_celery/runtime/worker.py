@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..codec import Place
+from ..errors import DecodingError
 from ..replay import events as ev
 from ..workflow.step import StepDefinition
 from .steps import retry_key, run_attempt
@@ -35,9 +36,17 @@ class StepWorker:
             log.warning("run %s: step %s (%s) has no scheduled entry %s", run_id, step_name, cid, entry_id)
             return "missing"
         step = rt.registry.step(step_name)
-        args, kwargs = rt.codec.decode(
-            scheduled.payload or b"", Place(run_id, ev.STEP_SCHEDULED, cid)
-        )
+        try:
+            args, kwargs = rt.codec.decode(
+                scheduled.payload or b"", Place(run_id, ev.STEP_SCHEDULED, cid)
+            )
+        except DecodingError:
+            # This worker cannot read the input (e.g. its keyring lacks the key): try the same
+            # attempt again later rather than lose the step; the log stays as it is.
+            delay = rt.config.lease_timeout
+            rt.timers.schedule_retry(step.name, run_id, cid, attempt, delay, entry_id,
+                                     scheduled.meta.get("q"))
+            raise
         result = run_attempt(
             step, tuple(args), dict(kwargs), run_id=run_id, cid=cid, attempt=attempt, codec=rt.codec
         )

@@ -8,6 +8,7 @@ the workflow: it moves forward with the log and replays to the same value.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from numbers import Real
 from typing import Any
@@ -15,7 +16,19 @@ from typing import Any
 from ..replay.commands import StartTimer
 from ..replay.context import Pending, require_context
 
-__all__ = ["now", "sleep", "sleep_until", "timer", "seconds_of"]
+__all__ = ["now", "sleep", "sleep_until", "timer", "seconds_of", "StartTimerUntil"]
+
+
+@dataclass(frozen=True)
+class StartTimerUntil(StartTimer):
+    """A timer due at an instant (``sleep_until``) rather than after a duration.
+
+    ``seconds`` is counted from ``now()``, the log's time, which may be well before the pass
+    that registers the timer runs (a run started while no worker was up): the deadline is
+    ``until_ms`` whenever it is registered. Replays the same as a ``StartTimer``.
+    """
+
+    until_ms: int = 0
 
 
 def seconds_of(value: Any, api: str) -> float:
@@ -81,7 +94,9 @@ def sleep_until(when: datetime) -> Any:
     remaining = (when - now()).total_seconds()
     if remaining <= 0:
         return _done(ctx)
-    pending = ctx.issue(StartTimer(ctx.next_cid(StartTimer.prefix), seconds=remaining))
+    until_ms = math.ceil(when.timestamp() * 1000)
+    cid = ctx.next_cid(StartTimer.prefix)
+    pending = ctx.issue(StartTimerUntil(cid, seconds=remaining, until_ms=until_ms))
     return pending if ctx.loop is not None else pending.result()
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import redis
@@ -92,3 +93,21 @@ def log_key(key_prefix: str, run_id: str) -> str:
 def raw_log(client: redis.Redis, key_prefix: str, run_id: str) -> list[Any]:
     """The run's stream exactly as Redis holds it (XRANGE), bypassing the store."""
     return client.xrange(log_key(key_prefix, run_id))  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def orchestrator_failures() -> Iterator[list[BaseException]]:
+    """Collect the exceptions orchestrator tasks fail with while the block runs."""
+    from celery import signals
+
+    failures: list[BaseException] = []
+
+    def collect(sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
+        if getattr(sender, "name", "") == "durable_celery.orchestrate" and exception is not None:
+            failures.append(exception)
+
+    signals.task_failure.connect(collect, weak=False)
+    try:
+        yield failures
+    finally:
+        signals.task_failure.disconnect(collect)

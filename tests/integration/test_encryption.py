@@ -10,11 +10,11 @@ import pytest
 import redis
 from celery import Celery
 
-from durable_celery import DecryptionError, Durable, WorkflowBlocked
+from durable_celery import DecryptionError, Durable
 from durable_celery.codec import Place
 from durable_celery.testing.embedded import run_worker
 
-from .support import AppFactory, log_key, raw_log
+from .support import AppFactory, log_key, orchestrator_failures, raw_log, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -106,21 +106,21 @@ def test_a_payload_copied_from_another_run_does_not_decrypt(make_app: AppFactory
         codec.decode(done_a.payload, Place("run-a", "run_completed", ""))
 
 
-def test_a_worker_with_the_wrong_key_blocks_the_run_and_the_right_key_resumes_it(
+def test_a_worker_with_the_wrong_key_changes_nothing_and_a_worker_with_the_right_key_completes(
     make_app: AppFactory, key_prefix: str, redis_client: redis.Redis
 ) -> None:
     right = {"k1": new_key()}
-    starter_app, _, pay = shop(make_app, durable_encryption_keys=right)
+    starter_app, starter, pay = shop(make_app, durable_encryption_keys=right)
     handle = pay.start("3333")  # no worker yet
     before = raw_log(redis_client, key_prefix, handle.run_id)
 
     wrong_app, _, _ = shop(make_app, durable_encryption_keys={"k1": new_key()})
-    with run_worker(wrong_app, concurrency=2), pytest.raises(WorkflowBlocked, match="key id 'k1'"):
-        handle.result(timeout=15)
-    assert handle.status() == "blocked"
-    after = raw_log(redis_client, key_prefix, handle.run_id)
-    assert after[: len(before)] == before  # what was recorded is untouched
+    with orchestrator_failures() as failures, run_worker(wrong_app, concurrency=2):
+        wait_until(lambda: failures, timeout=15)
+    assert isinstance(failures[0], DecryptionError) and "key id 'k1'" in str(failures[0])
+    assert handle.status() == "running"
+    assert raw_log(redis_client, key_prefix, handle.run_id) == before  # nothing changed
 
     with run_worker(starter_app, concurrency=2):
-        assert handle.resume()
+        starter.runtime.dispatcher.wake(handle.run_id)  # what the recovery sweep does
         assert handle.result(timeout=15) == {"token": "tok[3333]", "card": "3333"}
