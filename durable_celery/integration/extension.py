@@ -225,11 +225,20 @@ class Durable:
         """Run a Celery ``chain``/``group``/``chord`` (or one task signature) durably."""
         return run_canvas(self, sig, run_id)
 
-    def map(self, step: StepDefinition[Any, R], items: Any) -> list[R]:
-        """Inside a workflow: run ``step`` over ``items`` in parallel; results in input order."""
+    def map(self, step: StepDefinition[Any, R], items: Any) -> Any:
+        """Inside a workflow: run ``step`` over ``items`` in parallel; results in input order.
+
+        In an async workflow it returns an awaitable: ``await durable.map(step, items)``.
+        """
+        import asyncio
+
+        from ..replay.context import require_context
         from ..workflow.concurrency import gather
 
-        return gather(*(step.defer(item) for item in items))
+        calls = [step.defer(item) for item in items]
+        if require_context("durable.map()").loop is not None:
+            return asyncio.gather(*calls)
+        return gather(*calls)
 
 
 class _LazyClient:

@@ -21,24 +21,29 @@ FIRST_COMPLETED: Final = "FIRST_COMPLETED"
 ALL_COMPLETED: Final = "ALL_COMPLETED"
 
 
-def _check(api: str, calls: Sequence[Any]) -> ReplayContext:
+def _pendings(api: str, calls: Sequence[Any]) -> tuple[ReplayContext, list[Pending]]:
+    """The calls as Pending objects (a child workflow's handle stands for its completion)."""
     ctx = require_context(f"{api}()")
+    pendings: list[Pending] = []
     for i, call in enumerate(calls):
+        call = getattr(call, "pending", call)  # ChildHandle
         if not isinstance(call, Pending):
             raise TypeError(
                 f"{api}() argument {i} is {type(call).__name__}, not a deferred call: pass "
-                "step.defer(...) (not step(...), which already waits for the result)"
+                "step.defer(...) (not step(...), which already waits for the result) or a "
+                "child workflow's handle"
             )
-    return ctx
+        pendings.append(call)
+    return ctx, pendings
 
 
-def gather(*calls: Pending) -> list[Any]:
+def gather(*calls: Any) -> list[Any]:
     """Wait for every deferred call; return their results in argument order.
 
     If any failed, raise the error of the one whose failure comes first in the log; the others'
     outcomes stay recorded.
     """
-    ctx = _check("gather", calls)
+    ctx, calls = _pendings("gather", calls)  # type: ignore[assignment]
     ctx.block_until(lambda: all(call.done() for call in calls))
     results: dict[str, Any] = {}
     for call in sorted(calls, key=lambda c: ctx.position(c.cid)):  # log order
@@ -46,30 +51,29 @@ def gather(*calls: Pending) -> list[Any]:
     return [results[call.cid] for call in calls]
 
 
-def first(*calls: Pending, cancel_losers: bool = False) -> tuple[int, Any]:
+def first(*calls: Any, cancel_losers: bool = False) -> tuple[int, Any]:
     """Wait for the first call to finish (in log order); return ``(index, result)``.
 
     Raises that call's error if it failed. The others keep running and their outcomes are
     recorded (never delivered twice); ``cancel_losers=True`` asks Celery to revoke them.
     """
-    ctx = _check("first", calls)
+    ctx, calls = _pendings("first", calls)  # type: ignore[assignment]
     if not calls:
         raise ValueError("first() needs at least one deferred call")
     ctx.block_until(lambda: any(call.done() for call in calls))
     index = min(range(len(calls)), key=lambda i: ctx.position(calls[i].cid))
-    if cancel_losers:
+    if cancel_losers and not ctx.past_recorded_work:  # revoke once, not again on every replay
         ctx.cancel([c.cid for i, c in enumerate(calls) if i != index and not c.done()])
     return index, calls[index].result()
 
 
 def wait(
-    calls: Iterable[Pending],
+    calls: Iterable[Any],
     return_when: str = ALL_COMPLETED,
     timeout: float | timedelta | None = None,
 ) -> tuple[list[Pending], list[Pending]]:
     """Wait like ``concurrent.futures.wait``; return ``(done, pending)`` in argument order."""
-    pending_calls = list(calls)
-    ctx = _check("wait", pending_calls)
+    ctx, pending_calls = _pendings("wait", list(calls))
     if return_when not in (FIRST_COMPLETED, ALL_COMPLETED):
         raise ValueError("wait(return_when=...) takes FIRST_COMPLETED or ALL_COMPLETED")
     if return_when == FIRST_COMPLETED:

@@ -59,17 +59,16 @@ def test_passing_something_that_is_not_a_deferred_call_is_refused_with_what_to_p
     assert handle.status() == "failed"
 
 
-def test_a_child_handle_must_be_passed_by_its_pending(durable: Durable) -> None:
+def test_a_child_handle_stands_for_its_completion_in_gather(durable: Durable) -> None:
     @durable.workflow
-    def child() -> int:
-        return 1
+    def child(n: int) -> int:
+        return n * 10
 
     @durable.workflow
     def parent() -> Any:
-        return gather(child.start())
+        return gather(child.start(1), child.start(2))
 
-    with pytest.raises(TypeError, match="argument 0 is ChildHandle"):
-        LocalEnvironment(durable).result(parent.start())
+    assert LocalEnvironment(durable).result(parent.start()) == [10, 20]
 
 
 def test_first_of_nothing_is_refused(durable: Durable) -> None:
@@ -131,8 +130,16 @@ BLOCKING_CALLS: dict[str, Callable[[Durable, Any], Any]] = {
     "wait": lambda durable, inc: wait([inc.defer(1)]),
     "wait-timeout": lambda durable, inc: wait([inc.defer(1)], timeout=5),
     "result": lambda durable, inc: inc.defer(1).result(),
-    "map": lambda durable, inc: durable.map(inc, [1, 2]),
 }
+
+
+def test_durable_map_in_an_async_workflow_is_awaited(durable: Durable, inc: Any) -> None:
+    @durable.workflow(name="async.map")
+    async def wf() -> Any:
+        return await durable.map(inc, [1, 2, 3])
+
+    env = LocalEnvironment(durable, step_execution="dispatch")
+    assert env.result(wf.start()) == [inc(1), inc(2), inc(3)]
 
 
 @pytest.mark.parametrize("name", sorted(BLOCKING_CALLS))
