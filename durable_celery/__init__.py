@@ -1,12 +1,12 @@
 """durable_celery: durable workflows for Celery, replayed from an event log in Redis streams."""
 
 from .errors import (
-    EventKeyInUse,
-    EventNotDelivered,
     DecodingError,
     DecryptionError,
     DurableError,
     EncodingError,
+    EventKeyInUse,
+    EventNotDelivered,
     FatalError,
     NondeterminismError,
     RetryableError,

@@ -46,14 +46,19 @@ def durable() -> None:
 
 
 @durable.command(help="List runs, newest first.")
-@click.option("--status", type=click.Choice(["running", "completed", "failed", "blocked",
-                                             "cancelled"]), default=None)
+@click.option(
+    "--status",
+    type=click.Choice(["running", "completed", "failed", "blocked", "cancelled"]),
+    default=None,
+)
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.pass_context
 def runs(ctx: click.Context, status: str | None, limit: int) -> None:
     store = _durable(ctx).runtime.store
-    rows = [[r.run_id, r.workflow, r.status, _when(r.created_ms), _when(r.updated_ms)]
-            for r in store.list_runs(status=status, limit=limit)]
+    rows = [
+        [r.run_id, r.workflow, r.status, _when(r.created_ms), _when(r.updated_ms)]
+        for r in store.list_runs(status=status, limit=limit)
+    ]
     click.echo(_table(rows, ["run", "workflow", "status", "created (UTC)", "updated (UTC)"]))
 
 
@@ -94,7 +99,9 @@ def _value(d: Durable, run_id: str, event: ev.Event) -> Any:
 @click.option("--kwargs", "kwargs_json", default="{}", help="JSON object of keyword arguments.")
 @click.option("--run-id", default=None)
 @click.pass_context
-def start(ctx: click.Context, workflow: str, args: str, kwargs_json: str, run_id: str | None) -> None:
+def start(
+    ctx: click.Context, workflow: str, args: str, kwargs_json: str, run_id: str | None
+) -> None:
     try:
         positional, named = json.loads(args), json.loads(kwargs_json)
     except json.JSONDecodeError as exc:

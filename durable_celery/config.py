@@ -19,6 +19,7 @@ __all__ = ["DurableConfig", "StepExecution", "DEFAULTS", "parse_keyring"]
 StepExecution = Literal["auto", "inline", "dispatch"]
 EXECUTION_MODES: tuple[str, ...] = ("auto", "inline", "dispatch")
 
+
 @dataclass(frozen=True)
 class DurableConfig:
     """Every durable_celery setting, validated. Build with :meth:`from_mapping`."""
@@ -100,10 +101,13 @@ class DurableConfig:
         if ":" in self.key_prefix or "{" in self.key_prefix:
             raise ConfigurationError("durable_key_prefix may not contain ':' or '{'")
 
+
 DEFAULTS: dict[str, Any] = {f"durable_{f.name}": None for f in fields(DurableConfig)}
+
 
 def _is_redis_url(url: str) -> bool:
     return url.split("://", 1)[0] in {"redis", "rediss", "unix", "redis+socket"}
+
 
 def parse_keyring(raw: Any) -> tuple[tuple[str, bytes], ...]:
     """Accept ``{kid: key}``, ``[(kid, key), ...]`` or ``["kid:base64key", ...]``.
@@ -118,7 +122,7 @@ def parse_keyring(raw: Any) -> tuple[tuple[str, bytes], ...]:
     elif isinstance(raw, str):
         pairs = [_split_key_text(part) for part in raw.split(",") if part.strip()]
     else:
-        pairs = [_split_key_text(p) if isinstance(p, str) else tuple(p) for p in raw]  # type: ignore[misc]
+        pairs = [_split_key_text(p) if isinstance(p, str) else tuple(p) for p in raw]
     keyring: list[tuple[str, bytes]] = []
     for kid, key in pairs:
         kid = str(kid)
@@ -131,6 +135,7 @@ def parse_keyring(raw: Any) -> tuple[tuple[str, bytes], ...]:
         raise ConfigurationError("durable_encryption_keys: key ids must be unique")
     return tuple(keyring)
 
+
 def _split_key_text(text: str) -> tuple[str, str]:
     kid, sep, key = text.strip().partition(":")
     if not sep:
@@ -138,6 +143,7 @@ def _split_key_text(text: str) -> tuple[str, str]:
             "durable_encryption_keys: write each key as 'key_id:base64key' (missing ':')"
         )
     return kid, key
+
 
 def _key_bytes(kid: str, key: Any) -> bytes:
     if isinstance(key, (bytes, bytearray)) and len(key) == 32:
@@ -152,6 +158,5 @@ def _key_bytes(kid: str, key: Any) -> bytes:
             return decoded
     raise ConfigurationError(
         f"durable_encryption_keys: key {kid!r} is not 32 bytes (AES-256); generate one with "
-        "`python -c \"import os,base64;print(base64.b64encode(os.urandom(32)).decode())\"`"
+        '`python -c "import os,base64;print(base64.b64encode(os.urandom(32)).decode())"`'
     )
-

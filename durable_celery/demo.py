@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 from celery import Celery
@@ -84,9 +85,7 @@ def build_app(redis_url: str, out: TextIO = sys.stdout) -> tuple[Celery, Durable
     def checkout(order_id: str, items: list[str], cents: int) -> dict[str, Any]:
         reservation = reserve_inventory(order_id, items)
         payment = charge_card(order_id, cents)
-        receipt, warehouse = gather(
-            send_receipt.defer(order_id), notify_warehouse.defer(order_id)
-        )
+        receipt, warehouse = gather(send_receipt.defer(order_id), notify_warehouse.defer(order_id))
         tracking = ship(order_id)
         return {
             "reservation": reservation,
@@ -112,17 +111,19 @@ def timeline(history: list[Event]) -> list[tuple[str, str, str, str, str]]:
             f"({str(event.meta.get('error', '')).rsplit('.', 1)[-1]})",
             ev.STEP_FAILED: f"failed ({event.meta.get('error', '')})",
         }[event.kind]
-        rows.append((
-            event.cid,
-            names.get(event.cid, "?").rsplit(".", 1)[-1],
-            str(event.meta.get("attempt", 1)),
-            f"{float(event.meta.get('ms', 0)):.1f} ms",
-            outcome,
-        ))
+        rows.append(
+            (
+                event.cid,
+                names.get(event.cid, "?").rsplit(".", 1)[-1],
+                str(event.meta.get("attempt", 1)),
+                f"{float(event.meta.get('ms', 0)):.1f} ms",
+                outcome,
+            )
+        )
     return rows
 
 
-def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+def _table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = "  ".join("-" * w for w in widths)
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
@@ -140,7 +141,10 @@ def main(out: TextIO = sys.stdout) -> int:
             result = run.result(timeout=60)
             elapsed = time.perf_counter() - started
         history = durable.history(run.run_id)
-        _say(out, f"\nrun {run.run_id}: {run.status()} in {elapsed:.2f}s, {len(history)} log entries\n")
+        _say(
+            out,
+            f"\nrun {run.run_id}: {run.status()} in {elapsed:.2f}s, {len(history)} log entries\n",
+        )
         _say(out, _table(timeline(history), ("id", "step", "attempt", "duration", "outcome")))
         _say(out, "\nresult:")
         for key, value in result.items():

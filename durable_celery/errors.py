@@ -136,5 +136,5 @@ class EventKeyInUse(DurableError):
     """Another live run already waits on this event key; use a key unique to each run."""
 
 
-class Suspension(BaseException):  # noqa: N818 - a control-flow signal, not an error
+class Suspension(BaseException):
     """Unwinds a workflow that must wait. Never catch it in workflow code."""

@@ -65,8 +65,9 @@ class TimerPoller:
             try:
                 runtime.sweeper.sweep()
             except Exception:
-                log.exception("durable recovery sweep failed; next one in %ss",
-                              runtime.config.sweep_interval)
+                log.exception(
+                    "durable recovery sweep failed; next one in %ss", runtime.config.sweep_interval
+                )
         try:
             return runtime.timers.fire_due()
         except Exception:  # Redis away for a moment: keep polling, never die
@@ -81,7 +82,7 @@ class TimerPoller:
 
 
 def install(app: Celery, durable: Durable) -> None:
-    class DurableTimers(bootsteps.StartStopStep):
+    class DurableTimers(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is untyped
         """Fires durable timers (step retries, sleeps, timeouts) from this worker."""
 
         label = "durable-timers"

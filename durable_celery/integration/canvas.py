@@ -36,8 +36,11 @@ def signature_spec(sig: Any) -> dict[str, Any]:
         return {"type": kind, "tasks": _unrolled(sig["kwargs"]["tasks"])}
     if kind == "chord":
         header = sig["kwargs"]["header"]
-        header_tasks = header["kwargs"]["tasks"] if isinstance(header, dict) and header.get(
-            "subtask_type") == "group" else header
+        header_tasks = (
+            header["kwargs"]["tasks"]
+            if isinstance(header, dict) and header.get("subtask_type") == "group"
+            else header
+        )
         return {
             "type": "chord",
             "tasks": _unrolled(header_tasks),

@@ -28,7 +28,12 @@ class CeleryDispatcher:
         self.orchestrator_queue = orchestrator_queue
 
     def send_step(
-        self, step: StepDefinition[Any, Any], run_id: str, cid: str, entry_id: str, attempt: int,
+        self,
+        step: StepDefinition[Any, Any],
+        run_id: str,
+        cid: str,
+        entry_id: str,
+        attempt: int,
         queue: str | None = None,
     ) -> None:
         task_id = f"{run_id}:{cid}" if attempt == 1 else f"{run_id}:{cid}:{attempt}"

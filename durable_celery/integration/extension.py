@@ -31,9 +31,22 @@ __all__ = ["Durable"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_STEP_TASK_OPTIONS = ("rate_limit", "time_limit", "soft_time_limit", "base", "priority",
-                      "routing_key", "exchange", "ignore_result", "serializer", "typing",
-                      "autoretry_for", "expires", "track_started", "bind")
+_STEP_TASK_OPTIONS = (
+    "rate_limit",
+    "time_limit",
+    "soft_time_limit",
+    "base",
+    "priority",
+    "routing_key",
+    "exchange",
+    "ignore_result",
+    "serializer",
+    "typing",
+    "autoretry_for",
+    "expires",
+    "track_started",
+    "bind",
+)
 
 
 class Durable:
@@ -62,7 +75,7 @@ class Durable:
         bootsteps.install(app, self)
         uid = f"durable_celery:{id(self)}"
         signals.worker_process_init.connect(self._after_fork, weak=False, dispatch_uid=uid)
-        app._durable_celery = self  # type: ignore[attr-defined]  # found by the CLI
+        app._durable_celery = self  # found by the CLI
 
     @classmethod
     def of(cls, app: Celery) -> Durable:
@@ -121,16 +134,32 @@ class Durable:
 
     @overload
     def step(
-        self, fn: None = None, *, name: str | None = None, retries: int | None = None,
-        backoff: float | None = None, max_backoff: float | None = None,
-        jitter: bool | None = None, queue: str | None = None, execution: str | None = None,
+        self,
+        fn: None = None,
+        *,
+        name: str | None = None,
+        retries: int | None = None,
+        backoff: float | None = None,
+        max_backoff: float | None = None,
+        jitter: bool | None = None,
+        queue: str | None = None,
+        execution: str | None = None,
         **task_options: Any,
     ) -> Callable[[Callable[P, R]], StepDefinition[P, R]]: ...
 
-    def step(self, fn: Any = None, *, name: str | None = None, retries: int | None = None,
-             backoff: float | None = None, max_backoff: float | None = None,
-             jitter: bool | None = None, queue: str | None = None, execution: str | None = None,
-             **task_options: Any) -> Any:
+    def step(
+        self,
+        fn: Any = None,
+        *,
+        name: str | None = None,
+        retries: int | None = None,
+        backoff: float | None = None,
+        max_backoff: float | None = None,
+        jitter: bool | None = None,
+        queue: str | None = None,
+        execution: str | None = None,
+        **task_options: Any,
+    ) -> Any:
         """Make a function a durable step (and a real Celery task: ``step.task``).
 
         Celery task options (``rate_limit``, ``time_limit``, ``soft_time_limit``, ``base``...)
@@ -153,8 +182,12 @@ class Durable:
                 jitter=_pick(jitter, conf.get("durable_step_jitter"), True),
             )
             definition: StepDefinition[P, R] = StepDefinition(
-                f, name=name or f"{f.__module__}.{f.__qualname__}", policy=policy,
-                execution=execution, queue=queue, task_options=task_options,
+                f,
+                name=name or f"{f.__module__}.{f.__qualname__}",
+                policy=policy,
+                execution=execution,
+                queue=queue,
+                task_options=task_options,
             )
             definition.task = register_step_task(self.app, self, definition)
             self.registry.add_step(definition)
@@ -187,7 +220,9 @@ class Durable:
         self.types.register(cls, **options)
 
     # -- runs -------------------------------------------------------------------------------------
-    def start(self, workflow: str, *args: Any, run_id: str | None = None, **kwargs: Any) -> RunHandle:
+    def start(
+        self, workflow: str, *args: Any, run_id: str | None = None, **kwargs: Any
+    ) -> RunHandle:
         """Start a workflow by its registered name."""
         return self.runtime.client.start_by_name(workflow, args, kwargs, run_id)
 
@@ -202,8 +237,13 @@ class Durable:
         return self.runtime.client.history(run_id)
 
     def send_event(
-        self, key: str, payload: Any = None, *, dedupe_id: str | None = None,
-        buffer: bool = False, buffer_ttl: float = 86400.0,
+        self,
+        key: str,
+        payload: Any = None,
+        *,
+        dedupe_id: str | None = None,
+        buffer: bool = False,
+        buffer_ttl: float = 86400.0,
     ) -> bool:
         """Deliver ``payload`` to the run waiting in ``wait_for_event(key)``, from any process.
 

@@ -35,8 +35,9 @@ def install_router(app: Celery, durable: Durable) -> None:
     Appended after the project's own ``task_routes``, which keep precedence.
     """
 
-    def route_step(name: str, args: Any, kwargs: Any, options: Any, task: Any = None,
-                   **rest: Any) -> dict[str, Any] | None:
+    def route_step(
+        name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **rest: Any
+    ) -> dict[str, Any] | None:
         step = durable.registry.steps.get(name)
         return message_options(step) or None if step is not None else None
 

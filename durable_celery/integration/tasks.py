@@ -33,8 +33,12 @@ RELIABLE = {"acks_late": True, "reject_on_worker_lost": True}
 
 
 def register_orchestrator(app: Celery, durable: Durable) -> Any:
-    @app.task(
-        name=ORCHESTRATE_TASK, bind=True, ignore_result=True, max_retries=None, shared=False,
+    @app.task(  # type: ignore[untyped-decorator]  # celery is untyped
+        name=ORCHESTRATE_TASK,
+        bind=True,
+        ignore_result=True,
+        max_retries=None,
+        shared=False,
         **RELIABLE,
     )
     def orchestrate(self: Any, run_id: str) -> str:

@@ -38,6 +38,9 @@ class _NoIO:
 
 
 class DeterministicLoop(asyncio.AbstractEventLoop):
+    """See the module docstring. Methods asyncio needs are implemented; every other loop method
+    (sockets, subprocesses, executors, signals) raises a RuntimeError that points to steps."""
+
     def __init__(self, ctx: ReplayContext) -> None:
         self.ctx = ctx
         self._ready: collections.deque[asyncio.Handle] = collections.deque()
@@ -54,24 +57,32 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
     def time(self) -> float:
         return self.ctx.now_ms() / 1000
 
-    def call_soon(
+    def call_soon(  # type: ignore[override]
         self, callback: Callable[..., Any], *args: Any, context: contextvars.Context | None = None
     ) -> asyncio.Handle:
         handle = asyncio.Handle(callback, args, self, context)
         self._ready.append(handle)
         return handle
 
-    def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> asyncio.Handle:
+    def call_soon_threadsafe(  # type: ignore[override]
+        self, *args: Any, **kwargs: Any
+    ) -> asyncio.Handle:
         raise RuntimeError("threads have no place inside a durable workflow; use a step")
 
-    def call_later(
-        self, delay: float, callback: Callable[..., Any], *args: Any,
+    def call_later(  # type: ignore[override]
+        self,
+        delay: float,
+        callback: Callable[..., Any],
+        *args: Any,
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
         return self.call_at(self.time() + delay, callback, *args, context=context)
 
-    def call_at(
-        self, when: float, callback: Callable[..., Any], *args: Any,
+    def call_at(  # type: ignore[override]
+        self,
+        when: float,
+        callback: Callable[..., Any],
+        *args: Any,
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
         handle = asyncio.TimerHandle(when, callback, args, self, context)
@@ -92,7 +103,7 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
 
     def create_task(self, coro: Any, *, name: str | None = None, context: Any = None) -> Any:
         if context is not None:
-            return asyncio.Task(coro, loop=self, name=name, context=context)
+            return asyncio.Task(coro, loop=self, name=name, context=context)  # type: ignore[call-arg]
         return asyncio.Task(coro, loop=self, name=name)
 
     def get_debug(self) -> bool:
@@ -155,9 +166,9 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
                     self._ready.append(handle)
 
     def _has_waiters(self) -> bool:
-        return any(
-            any(not f.done() for f in futures) for futures in self._waiting.values()
-        ) or any(any(not h.cancelled() for h in hs) for hs in self._timers.values())
+        return any(any(not f.done() for f in futures) for futures in self._waiting.values()) or any(
+            any(not h.cancelled() for h in hs) for hs in self._timers.values()
+        )
 
     # -- running ----------------------------------------------------------------------------------
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
@@ -181,9 +192,7 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
                     )
                 self.driving = True
                 try:
-                    self.ctx.block_until(
-                        lambda: any(p.done() for p in self._pendings.values())
-                    )
+                    self.ctx.block_until(lambda: any(p.done() for p in self._pendings.values()))
                 finally:
                     self.driving = False
                 self._deliver_ready()
@@ -208,18 +217,18 @@ del _name, _member
 
 
 def run_workflow_coroutine(coro: Coroutine[Any, Any, Any], ctx: ReplayContext) -> Any:
-    loop = DeterministicLoop(ctx)
+    loop = DeterministicLoop(ctx)  # type: ignore[abstract]  # I/O methods refuse, see _NoIO
     ctx.loop = loop
     try:
         return loop.run(coro)
     finally:
         ctx.loop = None
-        if coro.cr_frame is not None:  # suspended mid-way: close it so it cannot run later
+        if (
+            getattr(coro, "cr_frame", None) is not None
+        ):  # suspended mid-way: close it so it cannot run later
             coro.close()
 
 
 def running_loop_of(ctx: ReplayContext) -> DeterministicLoop | None:
     loop = getattr(ctx, "loop", None)
     return loop if isinstance(loop, DeterministicLoop) else None
-
-

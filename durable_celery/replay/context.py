@@ -263,7 +263,7 @@ class ReplayContext:
 class Pending:
     """A durable call in flight: resolves when its outcome is delivered."""
 
-    __slots__ = ("ctx", "cid")
+    __slots__ = ("cid", "ctx")
 
     def __init__(self, ctx: ReplayContext, cid: str) -> None:
         self.ctx = ctx

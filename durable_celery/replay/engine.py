@@ -25,7 +25,7 @@ from .context import Diverged, Host, HostFault, ReplayContext, reset_context, se
 try:  # greenlet is a dependency, but the engine works without it (unwind only)
     import greenlet as _greenlet
 except ImportError:  # pragma: no cover - exercised only where greenlet is missing
-    _greenlet = None  # type: ignore[assignment]
+    _greenlet = None
 
 __all__ = ["PassResult", "WorkflowExecution", "live_supported"]
 

@@ -18,8 +18,21 @@ from ..replay.events import Event
 
 __all__ = ["EventCache", "HydrationCache", "is_immutable"]
 
-_SCALARS = (type(None), bool, int, float, complex, str, bytes, Decimal, date, datetime, time,
-            timedelta, UUID)
+_SCALARS = (
+    type(None),
+    bool,
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    Decimal,
+    date,
+    datetime,
+    time,
+    timedelta,
+    UUID,
+)
 
 
 def is_immutable(value: Any) -> bool:
@@ -183,5 +196,3 @@ class EventCache:
     def reset(self) -> None:
         with self._lock:
             self._runs.clear()
-
-

@@ -34,8 +34,11 @@ class RunClientImpl:
 
     # -- starting ---------------------------------------------------------------------------------
     def start_run(
-        self, workflow: WorkflowDefinition[Any, Any], args: tuple[Any, ...],
-        kwargs: dict[str, Any], run_id: str | None,
+        self,
+        workflow: WorkflowDefinition[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        run_id: str | None,
     ) -> RunHandle:
         rt = self.rt
         rt.registry.workflow(workflow.name)  # only registered workflows can be replayed
@@ -62,12 +65,17 @@ class RunClientImpl:
         return self.start_run(self.rt.registry.workflow(name), args, kwargs, run_id)
 
     def _encode_input(
-        self, workflow: WorkflowDefinition[Any, Any], run_id: str, args: tuple[Any, ...],
+        self,
+        workflow: WorkflowDefinition[Any, Any],
+        run_id: str,
+        args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> bytes:
         codec, place = self.rt.codec, Place(run_id, ev.RUN_STARTED, "")
         try:
-            return codec.encode({"args": args, "kwargs": kwargs}, place, label=f"{workflow.name}(...)")
+            return codec.encode(
+                {"args": args, "kwargs": kwargs}, place, label=f"{workflow.name}(...)"
+            )
         except EncodingError:
             # Cold path: name the parameter that cannot be stored.
             bound = workflow.signature.bind(*args, **kwargs)
@@ -79,7 +87,9 @@ class RunClientImpl:
     def run_status(self, run_id: str) -> str:
         record = self.rt.store.get_run(run_id)
         if record is None:
-            raise RunNotFound(f"no run with id {run_id!r} (it never existed, or its retention ended)")
+            raise RunNotFound(
+                f"no run with id {run_id!r} (it never existed, or its retention ended)"
+            )
         return record.status
 
     def run_result(self, run_id: str, timeout: float | None) -> Any:
@@ -92,7 +102,9 @@ class RunClientImpl:
         while status not in _TERMINAL and status != "blocked":
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"run {run_id} did not finish within {timeout}s (status {status})")
+                raise TimeoutError(
+                    f"run {run_id} did not finish within {timeout}s (status {status})"
+                )
             wait_ms = 1000 if remaining is None else max(1, int(min(remaining, 1.0) * 1000))
             new = self.rt.store.read_blocking(run_id, after, wait_ms)
             if new:
@@ -103,8 +115,9 @@ class RunClientImpl:
 
     def _outcome(self, run_id: str, status: str) -> Any:
         rt = self.rt
-        last = self._last_entry(run_id, (ev.RUN_COMPLETED, ev.RUN_FAILED, ev.RUN_BLOCKED,
-                                         ev.RUN_CANCELLED))
+        last = self._last_entry(
+            run_id, (ev.RUN_COMPLETED, ev.RUN_FAILED, ev.RUN_BLOCKED, ev.RUN_CANCELLED)
+        )
         if status == "blocked":
             raise WorkflowBlocked(
                 f"run {run_id} is blocked: {last.meta.get('error') if last else '?'} "
@@ -133,8 +146,13 @@ class RunClientImpl:
 
     # -- messages ---------------------------------------------------------------------------------
     def send_event(
-        self, key: str, payload: Any = None, *, dedupe_id: str | None = None,
-        buffer: bool = False, buffer_ttl: float = 86400.0,
+        self,
+        key: str,
+        payload: Any = None,
+        *,
+        dedupe_id: str | None = None,
+        buffer: bool = False,
+        buffer_ttl: float = 86400.0,
     ) -> bool:
         return self.rt.waits.send(
             key, payload, dedupe_id=dedupe_id, buffer=buffer, buffer_ttl=buffer_ttl
@@ -178,7 +196,9 @@ class RunClientImpl:
         key = f"resume@{blocked.entry_id if blocked else 'none'}"
         # Status first: the pass this wakes may block the run again, and must have the last word.
         self.rt.store.set_status(run_id, "running")
-        recorded = self.rt.store.record_outcome(run_id, key, NewEvent(ev.RUN_RESUMED, "", {}), wake=True)
+        recorded = self.rt.store.record_outcome(
+            run_id, key, NewEvent(ev.RUN_RESUMED, "", {}), wake=True
+        )
         if recorded.wake:
             self.rt.dispatcher.wake(run_id)
         return recorded.created

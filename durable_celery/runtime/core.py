@@ -41,7 +41,9 @@ class Runtime:
         self.registry = registry
         self.dispatcher = dispatcher
         self.events = EventCache(store.read_since, config.event_cache_runs)
-        self.hydration = HydrationCache(config.hydration_cache_bytes, config.hydration_max_item_bytes)
+        self.hydration = HydrationCache(
+            config.hydration_cache_bytes, config.hydration_max_item_bytes
+        )
         self.live = LiveExecutions(max_runs=config.event_cache_runs)
         #: Parking workflows in greenlets is turned off for pools that are themselves greenlets.
         self.live_enabled = config.live_workflows

@@ -11,7 +11,12 @@ __all__ = ["Dispatcher"]
 
 class Dispatcher(Protocol):
     def send_step(
-        self, step: StepDefinition[Any, Any], run_id: str, cid: str, entry_id: str, attempt: int,
+        self,
+        step: StepDefinition[Any, Any],
+        run_id: str,
+        cid: str,
+        entry_id: str,
+        attempt: int,
         queue: str | None = None,
     ) -> None:
         """Send one attempt of a step as a Celery task (ids only; arguments stay in the log)."""

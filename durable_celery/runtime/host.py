@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..codec import Place
+from ..errors import DecodingError
 from ..replay import events as ev
 from ..replay.commands import (
     AwaitEvent,
@@ -22,7 +23,6 @@ from ..replay.commands import (
     StartChild,
     StartTimer,
 )
-from ..errors import DecodingError
 from ..replay.context import HostFault
 from ..replay.events import Event, NewEvent
 from .steps import run_attempt
@@ -74,7 +74,9 @@ class PassHost:
                 self.run_id, event.entry_id, lambda: rt.codec.decode(blob, place)
             )
         if event.kind == ev.STEP_FAILED:
-            error = rt.codec.decode(event.payload or b"", Place(self.run_id, ev.STEP_FAILED, event.cid))
+            error = rt.codec.decode(
+                event.payload or b"", Place(self.run_id, ev.STEP_FAILED, event.cid)
+            )
             raise error
         if event.payload is None:
             return None
@@ -128,8 +130,13 @@ class PassHost:
                 continue
             step = rt.registry.step(command.name)
             result = run_attempt(
-                step, command.args, command.kwargs,
-                run_id=self.run_id, cid=command.cid, attempt=1, codec=rt.codec,
+                step,
+                command.args,
+                command.kwargs,
+                run_id=self.run_id,
+                cid=command.cid,
+                attempt=1,
+                codec=rt.codec,
             )
             self.stats.inline_steps += 1
             if result.outcome is not None:
@@ -141,12 +148,14 @@ class PassHost:
                 retries.append((command, scheduled_at, result.delay))
         ids, new = self._append(events, outbox=outbox)
         for command, at, delay in retries:
-            rt.timers.schedule_retry(command.name, self.run_id, command.cid, 2, delay, ids[at],
-                                     events[at].meta.get("q"))
+            rt.timers.schedule_retry(
+                command.name, self.run_id, command.cid, 2, delay, ids[at], events[at].meta.get("q")
+            )
         for command, at in to_send:
             step = rt.registry.step(command.name)
-            rt.dispatcher.send_step(step, self.run_id, command.cid, ids[at], 1,
-                                    events[at].meta.get("q"))
+            rt.dispatcher.send_step(
+                step, self.run_id, command.cid, ids[at], 1, events[at].meta.get("q")
+            )
             self.stats.dispatched_steps += 1
         for command in later:
             rt.starter.start(self.run_id, command)
@@ -182,11 +191,15 @@ class PassHost:
             return NewEvent(ev.MARKER, command.cid, {"name": command.name}, payload)
         if isinstance(command, StartChild):
             payload = rt.codec.encode(
-                {"args": command.args, "kwargs": command.kwargs}, place,
+                {"args": command.args, "kwargs": command.kwargs},
+                place,
                 label=f"{command.workflow}(...)",
             )
-            meta = {"name": command.workflow, "child": command.child_run_id,
-                    "detached": command.detached}
+            meta = {
+                "name": command.workflow,
+                "child": command.child_run_id,
+                "detached": command.detached,
+            }
             return NewEvent(ev.CHILD_STARTED, command.cid, meta, payload)
         raise TypeError(f"unknown command {type(command).__name__}")
 

@@ -7,6 +7,7 @@ per run is queued or running at a time (the wake flag).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
@@ -144,19 +145,29 @@ class Orchestrator:
         self._count(execution, stats, (0, 0))
         return result, False, execution
 
-    def _new_execution(self, run_id: str, host: PassHost, history: list[Event]) -> WorkflowExecution:
+    def _new_execution(
+        self, run_id: str, host: PassHost, history: list[Event]
+    ) -> WorkflowExecution:
         rt = self.rt
         started = history[0]
         workflow = rt.registry.workflow(str(started.meta.get("workflow")))
         if started.meta.get("code") != workflow.code_hash:
             log.info(
                 "run %s: replaying with changed code for workflow %s (%s -> %s)",
-                run_id, workflow.name, started.meta.get("code"), workflow.code_hash,
+                run_id,
+                workflow.name,
+                started.meta.get("code"),
+                workflow.code_hash,
             )
         inputs = rt.codec.decode(started.payload or b"", Place(run_id, ev.RUN_STARTED, ""))
         return WorkflowExecution(
-            workflow.fn, inputs["args"], inputs["kwargs"],
-            run_id=run_id, workflow=workflow.name, history=history, host=host,
+            workflow.fn,
+            inputs["args"],
+            inputs["kwargs"],
+            run_id=run_id,
+            workflow=workflow.name,
+            history=history,
+            host=host,
             live=rt.live_enabled,
         )
 
@@ -223,10 +234,8 @@ class Orchestrator:
         rt = self.rt
         if final.kind == ev.RUN_CANCELLED:
             for child in _attached_children(history):
-                try:
+                with contextlib.suppress(DurableError):  # already gone
                     rt.client.cancel_run(child, "parent cancelled")
-                except DurableError:
-                    pass  # already gone
         record = rt.store.get_run(run_id)
         parent = record.extra.get("parent") if record else None
         if not parent or record is None:
@@ -253,7 +262,11 @@ class Orchestrator:
             rt.dispatcher.wake(parent)
 
     def _log_timing(
-        self, run_id: str, stats: PassStats, started: float, warm: bool,
+        self,
+        run_id: str,
+        stats: PassStats,
+        started: float,
+        warm: bool,
         report: OrchestrationReport,
     ) -> None:
         """One structured line per orchestrator invocation (DESIGN.md §5)."""
@@ -284,7 +297,8 @@ class Orchestrator:
 def _attached_children(history: list[Event]) -> list[str]:
     finished = {e.cid for e in history if e.kind == ev.CHILD_FINISHED}
     return [
-        str(e.meta["child"]) for e in history
+        str(e.meta["child"])
+        for e in history
         if e.kind == ev.CHILD_STARTED and not e.meta.get("detached") and e.cid not in finished
     ]
 

@@ -18,7 +18,11 @@ class Registry:
 
     def add_workflow(self, wf: WorkflowDefinition[Any, Any]) -> None:
         existing = self.workflows.get(wf.name)
-        if existing is not None and existing.fn is not wf.fn and _origin(existing.fn) != _origin(wf.fn):
+        if (
+            existing is not None
+            and existing.fn is not wf.fn
+            and _origin(existing.fn) != _origin(wf.fn)
+        ):
             raise ValueError(
                 f"two different functions are registered as workflow {wf.name!r}; give one of "
                 "them another name with @durable.workflow(name=...)"
@@ -27,7 +31,11 @@ class Registry:
 
     def add_step(self, step: StepDefinition[Any, Any]) -> None:
         existing = self.steps.get(step.name)
-        if existing is not None and existing.fn is not step.fn and _origin(existing.fn) != _origin(step.fn):
+        if (
+            existing is not None
+            and existing.fn is not step.fn
+            and _origin(existing.fn) != _origin(step.fn)
+        ):
             raise ValueError(
                 f"two different functions are registered as step {step.name!r}; give one of "
                 "them another name with @durable.step(name=...)"

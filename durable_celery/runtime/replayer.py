@@ -78,14 +78,28 @@ def replay_history(
     host = _ReadOnlyHost(codec, run_id)
     recorded = [e for e in history if e.kind not in ev.TERMINAL_KINDS]
     execution = WorkflowExecution(
-        workflow.fn, inputs["args"], inputs["kwargs"],
-        run_id=run_id, workflow=workflow.name, history=recorded, host=host, live=False,
+        workflow.fn,
+        inputs["args"],
+        inputs["kwargs"],
+        run_id=run_id,
+        workflow=workflow.name,
+        history=recorded,
+        host=host,
+        live=False,
     )
     result = execution.start()
-    report = ReplayReport(run_id, workflow.name, {
-        "completed": "completed", "failed": "failed", "suspended": "waiting",
-        "blocked": "diverged",
-    }[result.status], value=result.value, error=result.error)
+    report = ReplayReport(
+        run_id,
+        workflow.name,
+        {
+            "completed": "completed",
+            "failed": "failed",
+            "suspended": "waiting",
+            "blocked": "diverged",
+        }[result.status],
+        value=result.value,
+        error=result.error,
+    )
     report.next_commands = [c.describe() for c in host.would_issue]
     final = next((e for e in reversed(history) if e.kind in ev.TERMINAL_KINDS), None)
     if final is not None and final.kind != ev.RUN_CANCELLED:

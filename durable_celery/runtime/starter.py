@@ -44,24 +44,42 @@ class CommandStarter:
         elif isinstance(command, AwaitEvent):
             if command.timeout is not None:
                 data = {"key": command.key}
-                store.add_timer(EVENT_TIMEOUT, run_id, command.cid, int(command.timeout * 1000), data)
+                store.add_timer(
+                    EVENT_TIMEOUT, run_id, command.cid, int(command.timeout * 1000), data
+                )
         elif isinstance(command, StartChild):
-            self._start_child(run_id, command.cid, command.workflow, command.child_run_id,
-                              command.args, command.kwargs, command.detached)
+            self._start_child(
+                run_id,
+                command.cid,
+                command.workflow,
+                command.child_run_id,
+                command.args,
+                command.kwargs,
+                command.detached,
+            )
 
     def _start_child(
-        self, parent: str, cid: str, workflow: str, child: str, args: Any, kwargs: Any,
+        self,
+        parent: str,
+        cid: str,
+        workflow: str,
+        child: str,
+        args: Any,
+        kwargs: Any,
         detached: bool,
     ) -> None:
         rt = self.rt
         definition = rt.registry.workflow(workflow)
         payload = rt.codec.encode(
-            {"args": tuple(args), "kwargs": dict(kwargs)}, Place(child, ev.RUN_STARTED, ""),
+            {"args": tuple(args), "kwargs": dict(kwargs)},
+            Place(child, ev.RUN_STARTED, ""),
             label=f"{workflow}(...)",
         )
         started = NewEvent(
-            ev.RUN_STARTED, "", {"workflow": workflow, "code": definition.code_hash,
-                                 "parent": parent}, payload,
+            ev.RUN_STARTED,
+            "",
+            {"workflow": workflow, "code": definition.code_hash, "parent": parent},
+            payload,
         )
         extra = {"parent": parent, "parent_cid": cid, "detached": "1" if detached else "0"}
         if rt.store.create_run(child, workflow, started, extra):
@@ -88,7 +106,9 @@ class CommandStarter:
             entry = scheduled.get(cid)
             if entry is None or cid in settled:
                 continue
-            log.warning("run %s: restarting %s %s after an interrupted pass", run_id, entry.kind, cid)
+            log.warning(
+                "run %s: restarting %s %s after an interrupted pass", run_id, entry.kind, cid
+            )
             if entry.kind == ev.STEP_SCHEDULED:
                 attempt = 1 + sum(1 for e in history if e.cid == cid and e.kind == ev.STEP_RETRYING)
                 step = rt.registry.step(str(entry.meta["name"]))
@@ -98,19 +118,29 @@ class CommandStarter:
                 remaining = entry.millis + float(entry.meta["seconds"]) * 1000 - rt.store.now_ms()
                 rt.store.add_timer(TIMER, run_id, cid, max(0, int(remaining)), {})
             elif entry.kind == ev.EVENT_AWAITED:
-                command = AwaitEvent(cid, key=str(entry.meta["key"]), timeout=entry.meta.get("timeout"))
+                command = AwaitEvent(
+                    cid, key=str(entry.meta["key"]), timeout=entry.meta.get("timeout")
+                )
                 outcome = rt.waits.register(run_id, command)
                 if outcome is not None:
                     if rt.store.record_outcome(run_id, cid, outcome, wake=True).wake:
                         rt.dispatcher.wake(run_id)
                 elif command.timeout is not None:
                     remaining = entry.millis + command.timeout * 1000 - rt.store.now_ms()
-                    rt.store.add_timer(EVENT_TIMEOUT, run_id, cid, max(0, int(remaining)),
-                                       {"key": command.key})
+                    rt.store.add_timer(
+                        EVENT_TIMEOUT, run_id, cid, max(0, int(remaining)), {"key": command.key}
+                    )
             elif entry.kind == ev.CHILD_STARTED:
                 inputs = rt.codec.decode(entry.payload or b"", Place(run_id, ev.CHILD_STARTED, cid))
-                self._start_child(run_id, cid, str(entry.meta["name"]), str(entry.meta["child"]),
-                                  inputs["args"], inputs["kwargs"], bool(entry.meta.get("detached")))
+                self._start_child(
+                    run_id,
+                    cid,
+                    str(entry.meta["name"]),
+                    str(entry.meta["child"]),
+                    inputs["args"],
+                    inputs["kwargs"],
+                    bool(entry.meta.get("detached")),
+                )
 
 
 _RECOVERABLE = frozenset({ev.STEP_SCHEDULED, ev.TIMER_STARTED, ev.EVENT_AWAITED, ev.CHILD_STARTED})

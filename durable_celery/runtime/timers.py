@@ -31,7 +31,13 @@ class TimerService:
         self.rt = runtime
 
     def schedule_retry(
-        self, step: str, run_id: str, cid: str, attempt: int, delay: float, entry_id: str | None,
+        self,
+        step: str,
+        run_id: str,
+        cid: str,
+        attempt: int,
+        delay: float,
+        entry_id: str | None,
         queue: str | None = None,
     ) -> None:
         data = {"step": step, "attempt": attempt, "entry": entry_id or "", "queue": queue or ""}
@@ -82,7 +88,9 @@ class TimerService:
         if not entry_id:
             entry_id = self._scheduled_entry(timer.run_id, cid)
         queue = str(timer.data.get("queue") or "") or None
-        rt.dispatcher.send_step(step, timer.run_id, cid, entry_id, int(timer.data["attempt"]), queue)
+        rt.dispatcher.send_step(
+            step, timer.run_id, cid, entry_id, int(timer.data["attempt"]), queue
+        )
 
     def _scheduled_entry(self, run_id: str, cid: str) -> str:
         for event in self.rt.store.read_since(run_id, None):

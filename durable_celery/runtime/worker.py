@@ -33,7 +33,9 @@ class StepWorker:
             rt.dispatcher.wake(run_id)
             return "duplicate"
         if scheduled is None or scheduled.kind != ev.STEP_SCHEDULED or scheduled.cid != cid:
-            log.warning("run %s: step %s (%s) has no scheduled entry %s", run_id, step_name, cid, entry_id)
+            log.warning(
+                "run %s: step %s (%s) has no scheduled entry %s", run_id, step_name, cid, entry_id
+            )
             return "missing"
         step = rt.registry.step(step_name)
         try:
@@ -44,8 +46,9 @@ class StepWorker:
             # This worker cannot read the input (e.g. its keyring lacks the key): try the same
             # attempt again later rather than lose the step; the log stays as it is.
             delay = rt.config.lease_timeout
-            rt.timers.schedule_retry(step.name, run_id, cid, attempt, delay, entry_id,
-                                     scheduled.meta.get("q"))
+            rt.timers.schedule_retry(
+                step.name, run_id, cid, attempt, delay, entry_id, scheduled.meta.get("q")
+            )
             raise
         result = run_attempt(
             step, tuple(args), dict(kwargs), run_id=run_id, cid=cid, attempt=attempt, codec=rt.codec
@@ -59,8 +62,9 @@ class StepWorker:
         assert result.retrying is not None
         # Timer first: a crash between the two leaves a retry without its log line, never a
         # log line without its retry.
-        rt.timers.schedule_retry(step.name, run_id, cid, attempt + 1, result.delay, entry_id,
-                                 scheduled.meta.get("q"))
+        rt.timers.schedule_retry(
+            step.name, run_id, cid, attempt + 1, result.delay, entry_id, scheduled.meta.get("q")
+        )
         rt.store.record_outcome(run_id, retry_key(cid, attempt), result.retrying, wake=False)
         return "retrying"
 

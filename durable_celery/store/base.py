@@ -176,9 +176,7 @@ class EventStore(Protocol):
     def acquire_lease(self, run_id: str, token: str, ttl_ms: int) -> bool:
         """Take the lease for ``ttl_ms``; True also when ``token`` already held it (renewed)."""
 
-    def begin_pass(
-        self, run_id: str, token: str, ttl_ms: int, after_id: str | None
-    ) -> PassStart:
+    def begin_pass(self, run_id: str, token: str, ttl_ms: int, after_id: str | None) -> PassStart:
         """``acquire_lease``, ``pending_outbox`` and ``read_since(after_id)`` in one round trip.
 
         When another token holds the lease: ``acquired`` False and its remaining ``lease_ms``.

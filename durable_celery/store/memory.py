@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from ..replay.events import RUN_STARTED, Event, NewEvent
 from . import keys
 from .base import (
-    PassStart,
     OutcomeResult,
+    PassStart,
     RunRecord,
     check_lease_args,
     lease_lost,
@@ -329,9 +329,7 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
             self._leases[run_id] = _Lease(token, ttl_ms, time.monotonic() + ttl_ms / 1000)
             return True
 
-    def begin_pass(
-        self, run_id: str, token: str, ttl_ms: int, after_id: str | None
-    ) -> PassStart:
+    def begin_pass(self, run_id: str, token: str, ttl_ms: int, after_id: str | None) -> PassStart:
         with self._cond:  # re-entrant: the three steps are one atomic operation, as in Lua
             if not self.acquire_lease(run_id, token, ttl_ms):
                 return PassStart(False, lease_ms=self.lease_ttl_ms(run_id))

@@ -22,9 +22,9 @@ import redis
 from ..replay.events import RUN_STARTED, Event, NewEvent, entry_millis
 from . import keys
 from .base import (
-    PassStart,
     DueTimer,
     OutcomeResult,
+    PassStart,
     RunRecord,
     check_lease_args,
     lease_lost,
@@ -266,9 +266,7 @@ class RedisEventStore(RedisExternalEvents):
         lease = self._keys(run_id).lease
         return bool(self._scripts.acquire_lease(keys=[lease], args=[token, int(ttl_ms)]) == 1)
 
-    def begin_pass(
-        self, run_id: str, token: str, ttl_ms: int, after_id: str | None
-    ) -> PassStart:
+    def begin_pass(self, run_id: str, token: str, ttl_ms: int, after_id: str | None) -> PassStart:
         check_lease_args(token, ttl_ms)
         k = self._keys(run_id)
         after = "-" if after_id is None else check_entry_id(after_id)

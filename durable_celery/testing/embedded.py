@@ -25,7 +25,7 @@ def _handler_class() -> type:
     from fakeredis._clients._tcp_server import TCPFakeRequestHandler
     from redis.exceptions import ResponseError
 
-    class KeepAliveHandler(TCPFakeRequestHandler):  # type: ignore[misc]
+    class KeepAliveHandler(TCPFakeRequestHandler):
         def setup(self) -> None:
             super().setup()
             read = self.current_client.read_response
@@ -36,7 +36,7 @@ def _handler_class() -> type:
                 except ResponseError as error:  # sent back as an error reply, like Redis
                     return error
 
-            self.current_client.read_response = read_response
+            self.current_client.read_response = read_response  # type: ignore[method-assign]
 
     return KeepAliveHandler
 
@@ -76,7 +76,11 @@ class EmbeddedRedis:
 
 @contextlib.contextmanager
 def run_worker(
-    app: Celery, *, concurrency: int = 4, pool: str = "threads", loglevel: str = "WARNING",
+    app: Celery,
+    *,
+    concurrency: int = 4,
+    pool: str = "threads",
+    loglevel: str = "WARNING",
     **options: Any,
 ) -> Iterator[Any]:
     """Run a real Celery worker for ``app`` in a thread of this process until the block ends."""
@@ -85,7 +89,12 @@ def run_worker(
     app.conf.setdefault("broker_connection_retry_on_startup", True)
     logging.getLogger("celery").setLevel(loglevel)
     with start_worker(
-        app, pool=pool, concurrency=concurrency, perform_ping_check=False, loglevel=loglevel,
-        shutdown_timeout=10.0, **options,
+        app,
+        pool=pool,
+        concurrency=concurrency,
+        perform_ping_check=False,
+        loglevel=loglevel,
+        shutdown_timeout=10.0,
+        **options,
     ) as worker:
         yield worker

@@ -37,7 +37,12 @@ class LocalDispatcher:
         self.wakes = 0
 
     def send_step(
-        self, step: StepDefinition[Any, Any], run_id: str, cid: str, entry_id: str, attempt: int,
+        self,
+        step: StepDefinition[Any, Any],
+        run_id: str,
+        cid: str,
+        entry_id: str,
+        attempt: int,
         queue: str | None = None,
     ) -> None:
         self.sent_steps += 1

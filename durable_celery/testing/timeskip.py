@@ -47,8 +47,12 @@ class WorkflowTestEnvironment(LocalEnvironment):
     """A synchronous environment whose clock you control (see the module docstring)."""
 
     def __init__(
-        self, durable: Durable, *, start: float | None = None,
-        dispatcher: LocalDispatcher | None = None, **settings: Any,
+        self,
+        durable: Durable,
+        *,
+        start: float | None = None,
+        dispatcher: LocalDispatcher | None = None,
+        **settings: Any,
     ) -> None:
         self.clock = VirtualClock(start)
         super().__init__(
@@ -58,10 +62,7 @@ class WorkflowTestEnvironment(LocalEnvironment):
     def advance(self, delta: timedelta | float | None = None, **parts: float) -> int:
         """Move time forward (``advance(days=7)``, ``advance(30)`` seconds, or a timedelta)
         and run everything that became due; return the work items run."""
-        if isinstance(delta, timedelta):
-            seconds = delta.total_seconds()
-        else:
-            seconds = float(delta or 0)
+        seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta or 0)
         seconds += timedelta(**parts).total_seconds()
         self.run_until_idle()
         self.clock.advance(seconds)

@@ -77,11 +77,14 @@ def wait(
     if return_when not in (FIRST_COMPLETED, ALL_COMPLETED):
         raise ValueError("wait(return_when=...) takes FIRST_COMPLETED or ALL_COMPLETED")
     if return_when == FIRST_COMPLETED:
+
         def ready() -> bool:
             return any(c.done() for c in pending_calls)
     else:
+
         def ready() -> bool:
             return all(c.done() for c in pending_calls)
+
     if timeout is not None and not ready():
         seconds = seconds_of(timeout, "wait(timeout=...)")
         deadline = ctx.issue(StartTimer(ctx.next_cid(StartTimer.prefix), seconds=seconds))

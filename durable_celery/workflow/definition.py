@@ -22,8 +22,11 @@ class Starter(Protocol):
     """What a workflow needs to start runs (implemented by the runtime client)."""
 
     def start_run(
-        self, workflow: WorkflowDefinition[Any, Any], args: tuple[Any, ...],
-        kwargs: dict[str, Any], run_id: str | None,
+        self,
+        workflow: WorkflowDefinition[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        run_id: str | None,
     ) -> RunHandle: ...
 
 
@@ -53,8 +56,8 @@ class WorkflowDefinition(Generic[P, R]):
                 f"signature is {self.name}{self.signature}"
             ) from None
 
-    def start(
-        self, *args: P.args, run_id: str | None = None, detached: bool = False, **kwargs: P.kwargs
+    def start(  # run_id/detached are ours, the rest the workflow's (no ParamSpec can say so)
+        self, *args: Any, run_id: str | None = None, detached: bool = False, **kwargs: Any
     ) -> Any:
         """Start a run (or return the existing run with this ``run_id``) -> :class:`RunHandle`.
 
@@ -75,7 +78,11 @@ class WorkflowDefinition(Generic[P, R]):
         return self._starter.start_run(self, tuple(args), dict(kwargs), run_id)
 
     def _start_child(
-        self, ctx: Any, args: tuple[Any, ...], kwargs: dict[str, Any], run_id: str | None,
+        self,
+        ctx: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        run_id: str | None,
         detached: bool,
     ) -> ChildHandle:
         self.bind(args, kwargs)
@@ -83,8 +90,14 @@ class WorkflowDefinition(Generic[P, R]):
         cid = ctx.next_cid(StartChild.prefix)
         child_id = run_id or f"{ctx.run_id}.{cid}"
         pending = ctx.issue(
-            StartChild(cid, workflow=self.name, child_run_id=child_id, args=args, kwargs=kwargs,
-                       detached=detached)
+            StartChild(
+                cid,
+                workflow=self.name,
+                child_run_id=child_id,
+                args=args,
+                kwargs=kwargs,
+                detached=detached,
+            )
         )
         return ChildHandle(child_id, self.name, pending)
 
@@ -103,7 +116,7 @@ class WorkflowDefinition(Generic[P, R]):
 class ChildHandle:
     """A child run started inside a workflow."""
 
-    __slots__ = ("run_id", "workflow", "_pending")
+    __slots__ = ("_pending", "run_id", "workflow")
 
     def __init__(self, run_id: str, workflow: str, pending: Pending) -> None:
         self.run_id = run_id

@@ -20,7 +20,7 @@ class RunClient(Protocol):
 class RunHandle:
     """A handle on one run. ``result()`` returns the workflow's value or raises its error."""
 
-    __slots__ = ("run_id", "workflow", "_client", "created")
+    __slots__ = ("_client", "created", "run_id", "workflow")
 
     def __init__(self, run_id: str, workflow: str, client: RunClient, *, created: bool = True):
         self.run_id = run_id

@@ -38,7 +38,7 @@ class RetryPolicy:
     def delay(self, error: BaseException, attempt: int, rng: random.Random | None = None) -> float:
         if isinstance(error, RetryableError) and error.after is not None:
             return max(0.0, float(error.after))
-        delay = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
+        delay = float(min(self.max_backoff, self.backoff * (2.0 ** (attempt - 1))))
         if self.jitter and delay > 0:
-            delay = (rng or random).uniform(delay / 2, delay)
+            delay = float((rng or random).uniform(delay / 2, delay))
         return delay

@@ -173,13 +173,23 @@ def parent_of(pid: int) -> int:
         return int(stat.read().rsplit(")", 1)[1].split()[1])
 
 
-def gone(pid: int) -> bool:
-    """True when ``pid`` no longer runs (exited, or a zombie waiting to be reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+def gone(pid: int, within: float = 5.0) -> bool:
+    """True once ``pid`` no longer runs (exited, or a zombie waiting to be reaped).
+
+    SIGKILL reaches an orphaned pool child asynchronously: it may still be scheduled for a few
+    milliseconds after its parent was reaped, so look again for up to ``within`` seconds.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
 
 
 def assert_each_step_recorded_once(history: list[Event]) -> None:

@@ -204,11 +204,13 @@ def test_begin_pass_takes_the_lease_and_returns_the_outbox_and_the_delta_at_once
 
     store.create_run("bp1", "wf", NewEvent("run_started", "", {"workflow": "wf"}, b"x"), {})
     start = store.begin_pass("bp1", "tok", 5000, None)
-    assert start.acquired and start.outbox == [] and [e.kind for e in start.entries] == [
-        "run_started"
-    ]
+    assert (
+        start.acquired and start.outbox == [] and [e.kind for e in start.entries] == ["run_started"]
+    )
     first = start.entries[-1].entry_id
-    store.append_fenced("bp1", "tok", [NewEvent("step_scheduled", "s1", {"name": "a"})], outbox=["s1"])
+    store.append_fenced(
+        "bp1", "tok", [NewEvent("step_scheduled", "s1", {"name": "a"})], outbox=["s1"]
+    )
     again = store.begin_pass("bp1", "tok", 5000, first)  # re-entrant for the same token
     assert again.acquired and again.outbox == ["s1"]
     assert [(e.kind, e.cid) for e in again.entries] == [("step_scheduled", "s1")]

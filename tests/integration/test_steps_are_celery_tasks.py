@@ -17,7 +17,6 @@ from .support import AppFactory, broker_prefix, kinds, wait_until
 pytestmark = pytest.mark.timeout(60)
 
 
-
 def test_a_step_called_outside_a_workflow_is_a_plain_function_call(make_app: AppFactory) -> None:
     _, durable = make_app()
     calls: list[Any] = []
