@@ -192,7 +192,10 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
                     )
                 self.driving = True
                 try:
-                    self.ctx.block_until(lambda: any(p.done() for p in self._pendings.values()))
+                    self.ctx.block_until(
+                        lambda: any(p.done() for p in self._pendings.values()),
+                        ("any", list(self._pendings)),
+                    )
                 finally:
                     self.driving = False
                 self._deliver_ready()

@@ -96,6 +96,9 @@ class ReplayContext:
         self._signals_taken: dict[str, int] = {}
         self._markers: dict[str, ev.Event] = {}
         self.patches: dict[str, bool] = {}
+        #: While blocked: ("all" | "any", cids) when only those outcomes can unblock the
+        #: workflow, so the store may record others without waking the run (None: anything may).
+        self.waiting: tuple[str, tuple[str, ...]] | None = None
         self.replayed_calls = 0
         self.new_calls = 0
         self.suspended = False
@@ -206,6 +209,10 @@ class ReplayContext:
             raise Suspension()
 
     # -- waiting ----------------------------------------------------------------------------------
+    def recorded_outcome(self, cid: str) -> bool:
+        """Whether the log read so far holds ``cid``'s outcome (delivered or not)."""
+        return cid in self._outcome_pos
+
     def is_done(self, cid: str) -> bool:
         pos = self._outcome_pos.get(cid)
         return pos is not None and pos < self.cursor
@@ -213,8 +220,15 @@ class ReplayContext:
     def position(self, cid: str) -> int:
         return self._outcome_pos.get(cid, sys.maxsize)
 
-    def block_until(self, ready: Callable[[], bool]) -> None:
-        """Deliver entries in log order until ``ready()``; get more from the host; else suspend."""
+    def block_until(
+        self, ready: Callable[[], bool], waiting: tuple[str, Sequence[str]] | None = None
+    ) -> None:
+        """Deliver entries in log order until ``ready()``; get more from the host; else suspend.
+
+        ``waiting`` says what ``ready`` depends on: ("all", cids) or ("any", cids); None when
+        anything else (signals, resumes) could matter. It lets the store record other outcomes
+        without waking the run.
+        """
         self.check_live()
         # Refused even when ready() already holds: whether an outcome is delivered yet depends
         # on how the run's log interleaved, and a call must not fail on one run and work on
@@ -231,8 +245,11 @@ class ReplayContext:
                 continue
             new = self.host.on_blocked(self.take_commands())
             if not new and self._park is not None:
+                self.waiting = None if waiting is None else (waiting[0], tuple(waiting[1]))
                 new = self._park()
+                self.waiting = None
             if not new:
+                self.waiting = None if waiting is None else (waiting[0], tuple(waiting[1]))
                 self.suspended = True
                 raise Suspension()
             self.extend(new)
@@ -273,7 +290,7 @@ class Pending:
         return self.ctx.is_done(self.cid)
 
     def result(self) -> Any:
-        self.ctx.block_until(self.done)
+        self.ctx.block_until(self.done, ("any", (self.cid,)))
         return self.ctx.value(self.cid)
 
     def __await__(self) -> Any:

@@ -99,6 +99,8 @@ class RunClientImpl:
         status = self.run_status(run_id)
         tail = self.rt.store.read_last(run_id, 1)
         after = tail[-1].entry_id if tail else None
+        if tail and tail[-1].kind in _FINAL_KINDS:
+            status = self.run_status(run_id)  # it landed between the two reads: do not block
         while status not in _TERMINAL and status != "blocked":
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -172,7 +174,7 @@ class RunClientImpl:
             payload, Place(run_id, ev.SIGNAL_RECEIVED, key), label=f"signal {name!r} payload"
         )
         event = NewEvent(ev.SIGNAL_RECEIVED, key, {"name": name}, blob)
-        recorded = self.rt.store.record_outcome(run_id, key, event, wake=True)
+        recorded = self.rt.store.record_outcome(run_id, key, event, wake=True, force=True)
         if recorded.wake:
             self.rt.dispatcher.wake(run_id)
         return recorded.created
@@ -183,7 +185,7 @@ class RunClientImpl:
         if status in _TERMINAL:
             return False
         event = NewEvent(ev.RUN_CANCEL_REQUESTED, "", {"reason": reason})
-        recorded = self.rt.store.record_outcome(run_id, "cancel", event, wake=True)
+        recorded = self.rt.store.record_outcome(run_id, "cancel", event, wake=True, force=True)
         if recorded.wake:
             self.rt.dispatcher.wake(run_id)
         return recorded.created
@@ -197,7 +199,7 @@ class RunClientImpl:
         # Status first: the pass this wakes may block the run again, and must have the last word.
         self.rt.store.set_status(run_id, "running")
         recorded = self.rt.store.record_outcome(
-            run_id, key, NewEvent(ev.RUN_RESUMED, "", {}), wake=True
+            run_id, key, NewEvent(ev.RUN_RESUMED, "", {}), wake=True, force=True
         )
         if recorded.wake:
             self.rt.dispatcher.wake(run_id)

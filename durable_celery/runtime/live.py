@@ -35,6 +35,10 @@ class LiveExecutions:
         for old in evicted:
             old.abandon()
 
+    def peek(self, run_id: str) -> WorkflowExecution | None:
+        with self._lock:
+            return self._runs.get(run_id)
+
     def drop(self, run_id: str) -> None:
         execution = self.take(run_id)
         if execution is not None:

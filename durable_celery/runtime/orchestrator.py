@@ -19,6 +19,7 @@ from ..errors import DurableError, EncodingError, LeaseLost
 from ..replay import events as ev
 from ..replay.engine import PassResult, WorkflowExecution
 from ..replay.events import Event, NewEvent
+from ..store.base import WaitFor
 from .core import Runtime
 from .host import PassHost, PassStats
 
@@ -34,6 +35,8 @@ class OrchestrationReport:
     status: str  # the run's status after the pass, or "busy" when another pass holds the lease
     passes: int = 0
     retry_after: float = 0.0
+    #: What the suspended workflow waits for (recorded by finish_pass).
+    waitfor: WaitFor | None = None
 
 
 class Orchestrator:
@@ -62,11 +65,11 @@ class Orchestrator:
                 self._resend_outbox(run_id, start.outbox)
             while True:
                 report.passes += 1
-                report.status, warm_pass = self._one_pass(run_id, token, stats, carried)
+                report.status, warm_pass = self._one_pass(run_id, token, stats, carried, report)
                 carried = None
                 warm = warm or warm_pass
                 last = rt.events.last_id(run_id) or "0-0"
-                if rt.store.finish_pass(run_id, token, last):
+                if rt.store.finish_pass(run_id, token, last, report.waitfor):
                     break
         except LeaseLost:
             log.info("run %s: lease lost to another orchestrator; this pass stops", run_id)
@@ -85,7 +88,12 @@ class Orchestrator:
 
     # -- one pass ---------------------------------------------------------------------------------
     def _one_pass(
-        self, run_id: str, token: str, stats: PassStats, carried: list[Event] | None
+        self,
+        run_id: str,
+        token: str,
+        stats: PassStats,
+        carried: list[Event] | None,
+        report: OrchestrationReport,
     ) -> tuple[str, bool]:
         """``carried``: the entries begin_pass just read (first pass), else None: read now."""
         rt = self.rt
@@ -103,8 +111,11 @@ class Orchestrator:
             host = PassHost(rt, run_id, token, stats)
             result, warm, execution = self._drive(run_id, host, history, new, stats)
             state = self._record(run_id, token, result, history, stats)
-            if result.status == "suspended" and execution is not None and execution.parked:
-                rt.live.put(run_id, execution)
+            report.waitfor = None
+            if result.status == "suspended" and execution is not None:
+                report.waitfor = self._waitfor(execution)
+                if execution.parked:
+                    rt.live.put(run_id, execution)
         elif state == "cancelling":
             rt.live.drop(run_id)
             cancelled = NewEvent(ev.RUN_CANCELLED, "", {})
@@ -222,6 +233,18 @@ class Orchestrator:
                 run_id, token, [event], after_id=after, status=status, retention_ms=retention
             )
         rt.events.absorb(run_id, after, new)
+
+    @staticmethod
+    def _waitfor(execution: WorkflowExecution) -> WaitFor | None:
+        """What a suspended workflow waits for, so that other outcomes do not wake it."""
+        hint = execution.ctx.waiting
+        if hint is None:
+            return None
+        mode, cids = hint
+        missing = sum(1 for cid in cids if not execution.ctx.recorded_outcome(cid))
+        if missing == 0:
+            return None  # all it waits for is in (a pass is coming): wake on anything
+        return WaitFor(mode, cids, missing if mode == "all" else 1)
 
     def _resend_outbox(self, run_id: str, pending: list[str]) -> None:
         """A previous pass recorded work but died before starting it: start it again."""

@@ -27,6 +27,7 @@ from ..replay.events import Event, NewEvent
 
 __all__ = [
     "PassStart",
+    "WaitFor",
     "TERMINAL_STATUSES",
     "EventStore",
     "RunRecord",
@@ -67,6 +68,16 @@ class OutcomeResult:
     entry_id: str
     created: bool
     wake: bool
+
+
+@dataclass(frozen=True)
+class WaitFor:
+    """What would unblock a suspended workflow: ``all`` (``missing`` of ``cids`` still to come)
+    or ``any`` of ``cids``. Outcomes of other ids are recorded without waking the run."""
+
+    mode: str
+    cids: tuple[str, ...]
+    missing: int = 1
 
 
 @dataclass(frozen=True)
@@ -167,10 +178,13 @@ class EventStore(Protocol):
         round trip on Redis); LeaseLost/RunNotFound as :meth:`append_fenced`, nothing read."""
 
     def record_outcome(
-        self, run_id: str, key: str, event: NewEvent, *, wake: bool = True
+        self, run_id: str, key: str, event: NewEvent, *, wake: bool = True, force: bool = False
     ) -> OutcomeResult:
         """Append-once under ``key``, and (``wake``) set the wake flag in the same round trip.
-        Not fenced: any worker may record an outcome. RunNotFound when the run does not exist."""
+        Not fenced: any worker may record an outcome. RunNotFound when the run does not exist.
+
+        When the run's last pass said what it waits for (``finish_pass(waitfor=...)``), only an
+        outcome that meets it sets the flag; ``force`` (control entries) always does."""
 
     # -- orchestration ----------------------------------------------------------------------------
     def acquire_lease(self, run_id: str, token: str, ttl_ms: int) -> bool:
@@ -193,10 +207,12 @@ class EventStore(Protocol):
     def lease_holder(self, run_id: str) -> str | None:
         """The token holding the lease, None when free (diagnostics)."""
 
-    def finish_pass(self, run_id: str, token: str, last_id: str) -> bool:
+    def finish_pass(
+        self, run_id: str, token: str, last_id: str, waitfor: WaitFor | None = None
+    ) -> bool:
         """If the log's last id is ``last_id``: clear the outbox and wake flag, release the lease,
-        return True. Else keep everything and return False (the caller must read and pass again).
-        LeaseLost when ``token`` does not hold the lease (nothing cleared)."""
+        record ``waitfor`` (or clear it), return True. Else keep everything and return False (the
+        caller must read and pass again). LeaseLost when ``token`` does not hold the lease."""
 
     def release_lease(self, run_id: str, token: str) -> None:
         """Release the lease if ``token`` holds it (compare-and-delete); else do nothing."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgpack
@@ -32,6 +32,7 @@ __all__ = [
     "encode_timer",
     "event_args",
     "outcome_key",
+    "own_entries",
     "split_lease",
 ]
 
@@ -66,6 +67,30 @@ def event_args(event: NewEvent) -> list[str | bytes]:
         "0" if event.payload is None else "1",
         b"" if event.payload is None else bytes(event.payload),
     ]
+
+
+def own_entries(
+    events: Sequence[NewEvent], ids: Sequence[str], last_seen: str | None
+) -> list[Event]:
+    """The entries an append just added, rebuilt from what was sent instead of read back.
+
+    ``ids[i]`` belongs to ``events[i]``; an outcome that was already recorded got its existing
+    (older) id and was not appended, so only ids after ``last_seen`` are new. Meta goes through
+    the same msgpack round trip as a read, so the result equals what XRANGE would give.
+    """
+    floor = _id_key(last_seen) if last_seen else (0, -1)
+    own: list[Event] = []
+    for event, entry_id in zip(events, ids, strict=True):
+        if _id_key(entry_id) > floor:
+            meta = msgpack.unpackb(pack_meta(event.meta), raw=False, strict_map_key=False)
+            own.append(Event(entry_id, event.kind, event.cid, meta, event.payload))
+            floor = _id_key(entry_id)
+    return own
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _text(value: bytes | str) -> str:

@@ -13,6 +13,7 @@ Layout for prefix ``durable`` and run ``r1``::
     durable:{r1}:lease     string   "<ttl_ms>:<token>" of the orchestrator holding the run (PX ttl)
     durable:{r1}:wake      string   set while a pass is queued or running
     durable:{r1}:outbox    set      step task descriptors to (re)send until the pass finishes
+    durable:{r1}:waitfor   hash     what would unblock the suspended workflow (wake coalescing)
     durable:runs           zset     run id -> created ms (listing)
     durable:timers         zset     timer member -> deadline ms (Redis server clock)
     durable:hook:<key>     string   owner (a run) waiting for external events on <key>
@@ -82,9 +83,18 @@ class RunKeys:
     lease: str
     wake: str
     outbox: str
+    waitfor: str
 
     def all(self) -> tuple[str, ...]:
-        return (self.log, self.meta, self.outcomes, self.lease, self.wake, self.outbox)
+        return (
+            self.log,
+            self.meta,
+            self.outcomes,
+            self.lease,
+            self.wake,
+            self.outbox,
+            self.waitfor,
+        )
 
 
 def run_keys(prefix: str, run_id: str) -> RunKeys:
@@ -97,6 +107,7 @@ def run_keys(prefix: str, run_id: str) -> RunKeys:
         lease=f"{base}:lease",
         wake=f"{base}:wake",
         outbox=f"{base}:outbox",
+        waitfor=f"{base}:waitfor",
     )
 
 

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..replay.events import RUN_STARTED, Event, NewEvent
 from . import keys
@@ -26,6 +27,7 @@ from .base import (
     OutcomeResult,
     PassStart,
     RunRecord,
+    WaitFor,
     check_lease_args,
     lease_lost,
     retention_for,
@@ -63,6 +65,8 @@ class _Run:
     outcomes: dict[str, str] = field(default_factory=dict)
     outbox: set[str] = field(default_factory=set)
     expires_ms: int | None = None  # set when it finished with a retention
+    #: What the suspended workflow waits for: [mode, missing, set of cids] (see finish_pass).
+    waitfor: list[Any] | None = None
 
     def append(self, fields: dict[str, bytes], now: int) -> str:
         # Like XADD *: the wall clock in ms, but never going back within one stream.
@@ -299,7 +303,7 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
         return ids
 
     def record_outcome(
-        self, run_id: str, key: str, event: NewEvent, *, wake: bool = True
+        self, run_id: str, key: str, event: NewEvent, *, wake: bool = True, force: bool = False
     ) -> OutcomeResult:
         keys.validate_run_id(run_id)
         fields = encode_fields(event)
@@ -312,7 +316,7 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
                 raise run_not_found(run_id)
             entry_id = run.append(fields, self.now_ms())
             run.outcomes[key] = entry_id
-            woke = wake and run_id not in self._wake
+            woke = wake and run_id not in self._wake and (force or _needed(run, event.cid))
             if woke:
                 self._wake.add(run_id)
             self._cond.notify_all()
@@ -351,7 +355,9 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
             lease = self._lease(keys.validate_run_id(run_id))
             return None if lease is None else lease.token
 
-    def finish_pass(self, run_id: str, token: str, last_id: str) -> bool:
+    def finish_pass(
+        self, run_id: str, token: str, last_id: str, waitfor: WaitFor | None = None
+    ) -> bool:
         keys.validate_run_id(run_id)
         with self._cond:
             if self._holds(run_id, token) is None:
@@ -362,6 +368,9 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
                 return False
             if run is not None:
                 run.outbox.clear()
+                run.waitfor = (
+                    None if waitfor is None else [waitfor.mode, waitfor.missing, set(waitfor.cids)]
+                )
             self._wake.discard(run_id)
             del self._leases[run_id]
             return True
@@ -391,3 +400,16 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+
+def _needed(run: _Run, cid: str) -> bool:
+    """Whether an outcome for ``cid`` meets what the suspended workflow waits for."""
+    if run.waitfor is None:
+        return True
+    mode, _, cids = run.waitfor
+    if cid not in cids:
+        return False
+    if mode == "all":
+        run.waitfor[1] -= 1
+        return bool(run.waitfor[1] <= 0)
+    return True

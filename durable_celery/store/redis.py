@@ -26,6 +26,7 @@ from .base import (
     OutcomeResult,
     PassStart,
     RunRecord,
+    WaitFor,
     check_lease_args,
     lease_lost,
     retention_for,
@@ -40,6 +41,7 @@ from .entries import (
     encode_timer,
     event_args,
     outcome_key,
+    own_entries,
     split_lease,
 )
 from .redis_events import RedisExternalEvents
@@ -217,10 +219,14 @@ class RedisEventStore(RedisExternalEvents):
         retention_ms: int | None = None,
     ) -> tuple[list[str], list[Event]]:
         read_after = "-" if after_id is None else check_entry_id(after_id)
-        ids, entries = self._append(
+        ids, others = self._append(
             run_id, token, events, status, outbox, retention_ms, read_after=read_after
         )
-        return [_text(i) for i in ids], [decode_entry(i, _pairs(f)) for i, f in entries]
+        texts = [_text(i) for i in ids]
+        entries = [decode_entry(i, _pairs(f)) for i, f in others]
+        return texts, entries + own_entries(
+            events, texts, entries[-1].entry_id if entries else after_id
+        )
 
     def _append(
         self,
@@ -248,12 +254,14 @@ class RedisEventStore(RedisExternalEvents):
         return reply
 
     def record_outcome(
-        self, run_id: str, key: str, event: NewEvent, *, wake: bool = True
+        self, run_id: str, key: str, event: NewEvent, *, wake: bool = True, force: bool = False
     ) -> OutcomeResult:
         """Raises RunNotFound when the run does not exist (e.g. deleted before a late outcome)."""
         k = self._keys(run_id)
-        args = [key, "1" if wake else "0", *event_args(event)]
-        reply = self._scripts.record_outcome(keys=[k.meta, k.outcomes, k.log, k.wake], args=args)
+        args = [key, "1" if wake else "0", *event_args(event), "1" if force else "0"]
+        reply = self._scripts.record_outcome(
+            keys=[k.meta, k.outcomes, k.log, k.wake, k.waitfor], args=args
+        )
         if reply == _NO_RUN:
             raise run_not_found(run_id)
         entry_id, created, woke = reply
@@ -299,11 +307,16 @@ class RedisEventStore(RedisExternalEvents):
         value = self._r.get(self._keys(run_id).lease)
         return None if value is None else split_lease(value)[1]
 
-    def finish_pass(self, run_id: str, token: str, last_id: str) -> bool:
+    def finish_pass(
+        self, run_id: str, token: str, last_id: str, waitfor: WaitFor | None = None
+    ) -> bool:
         """Raises LeaseLost when ``token`` no longer holds the lease (nothing is cleared)."""
         k = self._keys(run_id)
+        args: list[Any] = [token, last_id, "", 0]
+        if waitfor is not None:
+            args = [token, last_id, waitfor.mode, waitfor.missing, *waitfor.cids]
         reply = self._scripts.finish_pass(
-            keys=[k.lease, k.log, k.outbox, k.wake], args=[token, last_id]
+            keys=[k.lease, k.log, k.outbox, k.wake, k.waitfor], args=args
         )
         if reply == _LEASE_LOST:
             raise lease_lost(run_id)

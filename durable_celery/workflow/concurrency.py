@@ -44,7 +44,7 @@ def gather(*calls: Any) -> list[Any]:
     outcomes stay recorded.
     """
     ctx, calls = _pendings("gather", calls)  # type: ignore[assignment]
-    ctx.block_until(lambda: all(call.done() for call in calls))
+    ctx.block_until(lambda: all(call.done() for call in calls), ("all", [c.cid for c in calls]))
     results: dict[str, Any] = {}
     for call in sorted(calls, key=lambda c: ctx.position(c.cid)):  # log order
         results[call.cid] = call.result()
@@ -60,7 +60,7 @@ def first(*calls: Any, cancel_losers: bool = False) -> tuple[int, Any]:
     ctx, calls = _pendings("first", calls)  # type: ignore[assignment]
     if not calls:
         raise ValueError("first() needs at least one deferred call")
-    ctx.block_until(lambda: any(call.done() for call in calls))
+    ctx.block_until(lambda: any(call.done() for call in calls), ("any", [c.cid for c in calls]))
     index = min(range(len(calls)), key=lambda i: ctx.position(calls[i].cid))
     if cancel_losers and not ctx.past_recorded_work:  # revoke once, not again on every replay
         ctx.cancel([c.cid for i, c in enumerate(calls) if i != index and not c.done()])
@@ -88,8 +88,10 @@ def wait(
     if timeout is not None and not ready():
         seconds = seconds_of(timeout, "wait(timeout=...)")
         deadline = ctx.issue(StartTimer(ctx.next_cid(StartTimer.prefix), seconds=seconds))
-        ctx.block_until(lambda: ready() or deadline.done())
+        cids = [c.cid for c in pending_calls] + [deadline.cid]
+        ctx.block_until(lambda: ready() or deadline.done(), ("any", cids))
     else:
-        ctx.block_until(ready)
+        mode = "any" if return_when == FIRST_COMPLETED else "all"
+        ctx.block_until(ready, (mode, [c.cid for c in pending_calls]))
     done = [c for c in pending_calls if c.done()]
     return done, [c for c in pending_calls if not c.done()]

@@ -72,23 +72,24 @@ def test_outcomes_landing_during_a_pass_are_taken_by_that_invocation_without_a_n
     caplog.set_level(logging.INFO, logger="durable_celery.timing")
     handle = wide.start(3)
     env.step_once()
-    run_steps(env, ["s1"])  # wakes the run
+    run_steps(env, ["s1"])  # recorded; the gather still waits for s2 and s3: no wake
     wakes = env.dispatcher.wakes
 
     store = env.runtime.store
     finish_pass = store.finish_pass
     calls = 0
 
-    def finish_pass_after_late_outcomes(run_id: str, token: str, last_id: str) -> bool:
+    def finish_pass_after_late_outcomes(
+        run_id: str, token: str, last_id: str, waitfor: Any = None
+    ) -> bool:
         nonlocal calls
         calls += 1
         if calls == 1:  # s2 and s3 finish on other workers while the pass is running
             run_steps(env, ["s2", "s3"])
-        return finish_pass(run_id, token, last_id)
+        return finish_pass(run_id, token, last_id, waitfor)
 
     monkeypatch.setattr(store, "finish_pass", finish_pass_after_late_outcomes)
-    (item,) = [i for i in env.dispatcher.queue if i[0] == "wake"]
-    env.dispatcher.queue.remove(item)
+    assert store.request_wake(handle.run_id)  # a pass is queued (say, a redelivered wake)
     env.runtime.orchestrator.run(handle.run_id)
 
     assert env.dispatcher.wakes == wakes  # the flag was still set: no second pass queued
@@ -113,3 +114,17 @@ def test_each_wake_reads_only_what_is_new_since_the_last_pass(
     assert first["entries"] == 11 and second["new"] == 10
     history = durable.history(handle.run_id)
     assert [e.kind for e in history].count(ev.STEP_COMPLETED) == 10
+
+
+def test_a_gather_is_woken_once_by_its_last_branch_not_by_each_one(durable: Durable) -> None:
+    wide = fan_out(durable)
+    env = LocalEnvironment(durable, step_execution="dispatch")
+    handle = wide.start(5)
+    env.step_once()  # the pass that fans out, then suspends waiting for all five
+    wakes = env.dispatcher.wakes
+    run_steps(env, ["s1", "s2", "s3", "s4"])
+    assert env.dispatcher.wakes == wakes  # recorded, no pass: the gather cannot move yet
+    assert [e.kind for e in durable.history(handle.run_id)].count("step_completed") == 4
+    run_steps(env, ["s5"])
+    assert env.dispatcher.wakes == wakes + 1
+    assert env.result(handle) == [0, 1, 4, 9, 16]

@@ -228,3 +228,29 @@ def test_read_step_input_returns_the_recorded_outcome_and_the_scheduled_entry(st
     done = store.record_outcome("si1", "s1", NewEvent("step_completed", "s1", {}, b"r"))
     outcome, entry = store.read_step_input("si1", "s1", sid)
     assert outcome == done.entry_id and entry is not None and entry.payload == b"a"
+
+
+def test_a_recorded_wait_condition_decides_which_outcomes_wake_the_run(store) -> None:
+    from durable_celery.replay.events import NewEvent
+    from durable_celery.store.base import WaitFor
+
+    store.create_run("wf1", "wf", NewEvent("run_started", "", {"workflow": "wf"}, b"x"), {})
+    assert store.acquire_lease("wf1", "tok", 5000)
+    last = store.read_last("wf1")[-1].entry_id
+    # The workflow waits for all of s1, s2, s3 (a gather): only the last of them wakes it.
+    assert store.finish_pass("wf1", "tok", last, WaitFor("all", ("s1", "s2", "s3"), 3))
+    assert not store.record_outcome("wf1", "s2", NewEvent("step_completed", "s2")).wake
+    assert not store.record_outcome("wf1", "s9", NewEvent("step_completed", "s9")).wake  # unrelated
+    assert not store.record_outcome("wf1", "s1", NewEvent("step_completed", "s1")).wake
+    assert store.record_outcome("wf1", "s3", NewEvent("step_completed", "s3")).wake
+    # A pass that finishes with no condition: any outcome wakes again.
+    assert store.acquire_lease("wf1", "tok", 5000)
+    last = store.read_last("wf1")[-1].entry_id
+    assert store.finish_pass("wf1", "tok", last, WaitFor("any", ("t1", "s4")))
+    assert not store.record_outcome("wf1", "s5", NewEvent("step_completed", "s5")).wake
+    cancel = NewEvent("run_cancel_requested", "", {})
+    assert store.record_outcome("wf1", "cancel", cancel, force=True).wake  # control always wakes
+    assert store.acquire_lease("wf1", "tok", 5000)
+    last = store.read_last("wf1")[-1].entry_id
+    assert store.finish_pass("wf1", "tok", last)
+    assert store.record_outcome("wf1", "s6", NewEvent("step_completed", "s6")).wake

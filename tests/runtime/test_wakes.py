@@ -45,7 +45,7 @@ def test_outcomes_of_a_fan_out_landing_together_queue_a_single_wake(durable: Dur
     assert not queue
 
 
-def test_an_outcome_after_the_pass_that_consumed_the_last_wake_queues_a_new_one(
+def test_an_outcome_that_completes_what_the_run_waits_for_queues_a_pass(
     durable: Durable,
 ) -> None:
     @durable.step
@@ -60,11 +60,10 @@ def test_an_outcome_after_the_pass_that_consumed_the_last_wake_queues_a_new_one(
     handle = fan_out.start()
     env.step_once()
     wakes = env.dispatcher.wakes
-    run_next(env, "step", "s1")  # s1 completes: wakes the run
-    run_next(env, "wake")  # the pass: still waiting for s2; the wake flag is cleared
+    run_next(env, "step", "s1")  # s1 completes: the gather still needs s2, so no pass yet
+    assert env.dispatcher.wakes == wakes
+    run_next(env, "step", "s2")  # s2 completes: the gather can move: it must wake the run
     assert env.dispatcher.wakes == wakes + 1
-    run_next(env, "step", "s2")  # s2 completes: must wake the run again, or it would wait forever
-    assert env.dispatcher.wakes == wakes + 2
     env.run_until_idle()
     assert handle.result(timeout=0) == [1, 4]
 

@@ -14,6 +14,7 @@ from redis.crc import key_slot
 
 from durable_celery.replay.events import RUN_STARTED, STEP_COMPLETED, STEP_SCHEDULED, NewEvent
 from durable_celery.store import MemoryEventStore, RedisEventStore, keys, open_store
+from durable_celery.store.base import WaitFor
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,7 +40,13 @@ def test_every_key_a_run_touches_is_in_its_slot_and_globals_are_outside(
     start(redis_store)
     assert redis_store.acquire_lease("r1", "t", 10_000)
     redis_store.append_fenced("r1", "t", [NewEvent(STEP_SCHEDULED, "s1")], outbox=["s1"])
+    last = redis_store.read_last("r1")[-1].entry_id
+    # A pass that suspends waiting for s1 and s2 leaves its wait condition (the waitfor hash).
+    assert redis_store.finish_pass("r1", "t", last, WaitFor("all", ("s1", "s2"), 2))
+    assert redis_store.acquire_lease("r1", "t", 10_000)
+    redis_store.append_fenced("r1", "t", [NewEvent(STEP_SCHEDULED, "s2")], outbox=["s2"])
     redis_store.record_outcome("r1", "s1", NewEvent(STEP_COMPLETED, "s1"))
+    redis_store.request_wake("r1")
     redis_store.add_timer("timer", "r1", "t1", 60_000, {})
     found = {k.decode() for k in redis_store.client.scan_iter(match=f"{redis_store.prefix}:*")}
     run_keys = set(keys.run_keys(redis_store.prefix, "r1").all())

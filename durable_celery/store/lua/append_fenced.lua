@@ -7,7 +7,7 @@
 --   (outcome key "" = not append-once)
 -- ARGV[6+6n ..] outbox members to add
 -- Returns the entry ids (for an outcome already recorded: the existing id, nothing appended),
--- or {ids, entries after ARGV[5]} when reading; -1 when the lease is not held by the token,
+-- or {ids, entries after ARGV[5] appended by others before this batch} when reading; -1 when the lease is not held by the token,
 -- -2 when the run does not exist.
 local unpack = unpack or table.unpack
 
@@ -18,6 +18,15 @@ local sep = string.find(lease, ':', 1, true)
 if string.sub(lease, sep + 1) ~= ARGV[1] then return -1 end
 if redis.call('EXISTS', KEYS[3]) == 0 then return -2 end
 redis.call('PEXPIRE', KEYS[1], string.sub(lease, 1, sep - 1))
+
+-- Entries others appended after what the caller has read. Read before this batch is added:
+-- the caller knows its own entries (it sent them), so only theirs cross the wire.
+local others = nil
+if ARGV[5] ~= '' then
+  local start = '-'
+  if ARGV[5] ~= '-' then start = '(' .. ARGV[5] end
+  others = redis.call('XRANGE', KEYS[2], start, '+')
+end
 
 local n = tonumber(ARGV[3])
 local ids = {}
@@ -76,6 +85,4 @@ if keep then
 end
 
 if ARGV[5] == '' then return ids end
-local start = '-'
-if ARGV[5] ~= '-' then start = '(' .. ARGV[5] end
-return {ids, redis.call('XRANGE', KEYS[2], start, '+')}
+return {ids, others}

@@ -2,6 +2,7 @@
 -- KEYS[1] meta  KEYS[2] outcomes  KEYS[3] log  KEYS[4] wake
 -- ARGV[1] append-once key  ARGV[2] "1" to set the wake flag  ARGV[3] kind  ARGV[4] cid
 -- ARGV[5] packed meta  ARGV[6] "1"/"0" has payload  ARGV[7] payload
+-- ARGV[8] "1": wake whatever the run waits for (control entries)  KEYS[5] waitfor
 -- Returns {entry id, created 1/0, woke 1/0}; -2 when the run does not exist (a late outcome
 -- for a deleted run must not recreate an orphan log that nothing would ever delete).
 local unpack = unpack or table.unpack
@@ -21,8 +22,20 @@ redis.call('HSET', KEYS[1], 'updated_ms', string.match(id, '^(%d+)-'))
 
 -- Whoever sets the flag while it was clear must enqueue a pass; a pass already queued or
 -- running will see this entry because finish_pass refuses to clear the flag past it.
+-- A suspended workflow that said what it waits for (KEYS[5], see finish_pass) is woken only
+-- when that is met; control entries (ARGV[8] = "1": cancel, resume, signals) always wake.
 local woke = 0
-if ARGV[2] == '1' and redis.call('SET', KEYS[4], '1', 'NX') then woke = 1 end
+if ARGV[2] == '1' then
+  local needed = true
+  if ARGV[8] ~= '1' and redis.call('EXISTS', KEYS[5]) == 1 then
+    if redis.call('HEXISTS', KEYS[5], 'c:' .. ARGV[4]) == 0 then
+      needed = false
+    elseif redis.call('HGET', KEYS[5], 'mode') == 'all' then
+      needed = redis.call('HINCRBY', KEYS[5], 'n', -1) <= 0
+    end
+  end
+  if needed and redis.call('SET', KEYS[4], '1', 'NX') then woke = 1 end
+end
 
 -- A finished run in retention expires whole: keys created now (the first outcome, a new wake
 -- flag) must not outlive it.
