@@ -222,3 +222,17 @@ def test_a_non_bytes_payload_is_a_decoding_error(codec: Codec, place: Place) -> 
 
 def test_a_memoryview_payload_decodes(codec: Codec, place: Place) -> None:
     assert codec.decode(memoryview(codec.encode([1], place)), place) == [1]  # type: ignore[arg-type]
+
+
+def test_compression_is_kept_only_when_it_saves_a_quarter_of_the_payload() -> None:
+    import base64
+    import os
+
+    from durable_celery.codec.compression import compress
+
+    tokens = base64.b64encode(os.urandom(7600))  # random text: deflate saves about 24%
+    assert compress(tokens, threshold=1024) == (tokens, False)
+    rows = repr([{"id": i, "name": f"item-{i}", "price": i * 3} for i in range(250)]).encode()
+    packed, compressed = compress(rows, threshold=1024)
+    assert compressed and len(packed) <= 0.75 * len(rows)
+    assert compress(rows[:1000], threshold=1024) == (rows[:1000], False)  # below the threshold
