@@ -19,7 +19,7 @@ from ..errors import DurableError, EncodingError, LeaseLost
 from ..replay import events as ev
 from ..replay.engine import PassResult, WorkflowExecution
 from ..replay.events import Event, NewEvent
-from ..store.base import WaitFor
+from ..store.base import PassStart, WaitFor
 from .core import Runtime
 from .host import PassHost, PassStats
 
@@ -44,13 +44,23 @@ class Orchestrator:
         self.rt = runtime
         self._retention_ms = int(runtime.config.retention * 1000)
 
+    def new_token(self) -> tuple[str, int]:
+        """A fresh lease token and the lease's ttl in ms."""
+        return secrets.token_hex(8), int(self.rt.config.lease_timeout * 1000)
+
     def run(self, run_id: str) -> OrchestrationReport:
-        rt = self.rt
-        token = secrets.token_hex(8)
-        ttl_ms = int(rt.config.lease_timeout * 1000)
-        after = rt.events.last_id(run_id)
+        token, ttl_ms = self.new_token()
+        after = self.rt.events.last_id(run_id)
         # One round trip: the lease, the outbox of an interrupted pass, and the new entries.
-        start = rt.store.begin_pass(run_id, token, ttl_ms, after)
+        start = self.rt.store.begin_pass(run_id, token, ttl_ms, after)
+        return self.run_started(run_id, token, after, start)
+
+    def run_started(
+        self, run_id: str, token: str, after: str | None, start: PassStart
+    ) -> OrchestrationReport:
+        """Orchestrate with a lease ``begin_pass`` (or ``record_and_begin``) took for ``token``,
+        having read the entries after ``after``."""
+        rt = self.rt
         if not start.acquired:
             return OrchestrationReport(run_id, "busy", retry_after=max(start.lease_ms, 50) / 1000)
         # The first pass must see begin_pass's entries as new (a parked run resumes with them).

@@ -55,9 +55,22 @@ class StepWorker:
         )
         if result.settled:
             assert result.outcome is not None
-            recorded = rt.store.record_outcome(run_id, cid, result.outcome, wake=True)
-            if recorded.wake:
-                self.continue_run(run_id, step)
+            if self._one_hop(step):
+                # Record, and when that wakes the run take its lease, in one round trip; then
+                # continue the run here instead of a second broker hop.
+                token, ttl_ms = rt.orchestrator.new_token()
+                after = rt.events.last_id(run_id)
+                recorded, start = rt.store.record_and_begin(
+                    run_id, cid, result.outcome, token, ttl_ms, after
+                )
+                if start is not None:
+                    report = rt.orchestrator.run_started(run_id, token, after, start)
+                    if report.status == "busy":
+                        rt.dispatcher.wake(run_id, countdown=report.retry_after)
+            else:
+                recorded = rt.store.record_outcome(run_id, cid, result.outcome, wake=True)
+                if recorded.wake:
+                    rt.dispatcher.wake(run_id)
             return "recorded" if recorded.created else "duplicate"
         assert result.retrying is not None
         # Timer first: a crash between the two leaves a retry without its log line, never a
@@ -68,17 +81,12 @@ class StepWorker:
         rt.store.record_outcome(run_id, retry_key(cid, attempt), result.retrying, wake=False)
         return "retrying"
 
-    def continue_run(self, run_id: str, step: StepDefinition[Any, Any]) -> None:
-        """We set the run's wake flag: orchestrate it here (one hop) or enqueue a pass.
+    def _one_hop(self, step: StepDefinition[Any, Any]) -> bool:
+        """Whether this worker continues the run after recording ``step``'s outcome.
 
-        Not for steps with time limits: Celery would count the continuation against them.
+        Not for steps with time limits (Celery would count the continuation against them), nor
+        when orchestration has a queue of its own.
         """
-        rt = self.rt
+        config = self.rt.config
         limited = any(k in step.task_options for k in ("time_limit", "soft_time_limit"))
-        if rt.config.one_hop and not rt.config.orchestrator_queue and not limited:
-            report = rt.orchestrator.run(run_id)
-            if report.status != "busy":
-                return
-            rt.dispatcher.wake(run_id, countdown=report.retry_after)
-            return
-        rt.dispatcher.wake(run_id)
+        return config.one_hop and not config.orchestrator_queue and not limited

@@ -186,6 +186,21 @@ class EventStore(Protocol):
         When the run's last pass said what it waits for (``finish_pass(waitfor=...)``), only an
         outcome that meets it sets the flag; ``force`` (control entries) always does."""
 
+    def record_and_begin(
+        self,
+        run_id: str,
+        key: str,
+        event: NewEvent,
+        token: str,
+        ttl_ms: int,
+        after_id: str | None,
+    ) -> tuple[OutcomeResult, PassStart | None]:
+        """``record_outcome(wake=True)`` and, when that sets the wake flag, ``begin_pass`` in the
+        same round trip: the recording worker then continues the run itself (one hop).
+
+        The PassStart is None when the outcome did not wake the run; ``acquired`` is False when
+        an expired pass's lease is still held (enqueue a pass instead)."""
+
     # -- orchestration ----------------------------------------------------------------------------
     def acquire_lease(self, run_id: str, token: str, ttl_ms: int) -> bool:
         """Take the lease for ``ttl_ms``; True also when ``token`` already held it (renewed)."""

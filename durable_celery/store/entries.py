@@ -82,10 +82,20 @@ def own_entries(
     own: list[Event] = []
     for event, entry_id in zip(events, ids, strict=True):
         if _id_key(entry_id) > floor:
-            meta = msgpack.unpackb(pack_meta(event.meta), raw=False, strict_map_key=False)
-            own.append(Event(entry_id, event.kind, event.cid, meta, event.payload))
+            own.append(Event(entry_id, event.kind, event.cid, _as_read(event.meta), event.payload))
             floor = _id_key(entry_id)
     return own
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _as_read(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``meta`` as a read would return it. Scalars come back as themselves, so a copy will do;
+    anything else (a tuple comes back as a list) takes the msgpack round trip."""
+    if all(type(v) in _SCALARS for v in meta.values()):
+        return dict(meta)
+    return msgpack.unpackb(pack_meta(meta), raw=False, strict_map_key=False)  # type: ignore[no-any-return]
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:

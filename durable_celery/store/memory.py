@@ -322,6 +322,21 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
             self._cond.notify_all()
             return OutcomeResult(entry_id, created=True, wake=woke)
 
+    def record_and_begin(
+        self,
+        run_id: str,
+        key: str,
+        event: NewEvent,
+        token: str,
+        ttl_ms: int,
+        after_id: str | None,
+    ) -> tuple[OutcomeResult, PassStart | None]:
+        with self._cond:  # one atomic operation, as the Lua script is
+            outcome = self.record_outcome(run_id, key, event, wake=True)
+            if not outcome.wake:
+                return outcome, None
+            return outcome, self.begin_pass(run_id, token, ttl_ms, after_id)
+
     # -- orchestration ----------------------------------------------------------------------------
     def acquire_lease(self, run_id: str, token: str, ttl_ms: int) -> bool:
         check_lease_args(token, ttl_ms)

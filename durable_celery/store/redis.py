@@ -267,6 +267,32 @@ class RedisEventStore(RedisExternalEvents):
         entry_id, created, woke = reply
         return OutcomeResult(_text(entry_id), created == 1, woke == 1)
 
+    def record_and_begin(
+        self,
+        run_id: str,
+        key: str,
+        event: NewEvent,
+        token: str,
+        ttl_ms: int,
+        after_id: str | None,
+    ) -> tuple[OutcomeResult, PassStart | None]:
+        check_lease_args(token, ttl_ms)
+        k = self._keys(run_id)
+        after = "-" if after_id is None else check_entry_id(after_id)
+        args = [key, *event_args(event)[:5], token, int(ttl_ms), after]
+        reply = self._scripts.record_and_begin(
+            keys=[k.meta, k.outcomes, k.log, k.wake, k.waitfor, k.lease, k.outbox], args=args
+        )
+        if reply == _NO_RUN:
+            raise run_not_found(run_id)
+        outcome = OutcomeResult(_text(reply[0]), reply[1] == 1, reply[2] == 1)
+        if not outcome.wake:
+            return outcome, None
+        if reply[3] != 1:
+            return outcome, PassStart(False, lease_ms=self.lease_ttl_ms(run_id))
+        entries = [decode_entry(i, _pairs(f)) for i, f in reply[5]]
+        return outcome, PassStart(True, sorted(_text(m) for m in reply[4]), entries)
+
     # -- orchestration ----------------------------------------------------------------------------
     def acquire_lease(self, run_id: str, token: str, ttl_ms: int) -> bool:
         """Take the lease, or renew it (for ``ttl_ms``) when ``token`` already holds it."""

@@ -17,6 +17,7 @@ SCRIPT_NAMES = (
     "create_run",
     "append_fenced",
     "record_outcome",
+    "record_and_begin",
     "finish_pass",
     "acquire_lease",
     "begin_pass",
@@ -48,6 +49,7 @@ class Scripts:
     create_run: Any
     append_fenced: Any
     record_outcome: Any
+    record_and_begin: Any
     finish_pass: Any
     acquire_lease: Any
     begin_pass: Any

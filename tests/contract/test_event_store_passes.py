@@ -254,3 +254,37 @@ def test_a_recorded_wait_condition_decides_which_outcomes_wake_the_run(store) ->
     last = store.read_last("wf1")[-1].entry_id
     assert store.finish_pass("wf1", "tok", last)
     assert store.record_outcome("wf1", "s6", NewEvent("step_completed", "s6")).wake
+
+
+def test_record_and_begin_takes_the_lease_only_when_the_outcome_wakes_the_run(store) -> None:
+    from durable_celery.replay.events import NewEvent
+    from durable_celery.store.base import WaitFor
+
+    store.create_run("rb1", "wf", NewEvent("run_started", "", {"workflow": "wf"}, b"x"), {})
+    assert store.acquire_lease("rb1", "p1", 5000)
+    first = store.read_last("rb1")[-1].entry_id
+    store.append_fenced(
+        "rb1", "p1", [NewEvent("step_scheduled", "s1"), NewEvent("step_scheduled", "s2")]
+    )
+    last = store.read_last("rb1")[-1].entry_id
+    assert store.finish_pass("rb1", "p1", last, WaitFor("all", ("s1", "s2"), 2))
+
+    done, start = store.record_and_begin(
+        "rb1", "s1", NewEvent("step_completed", "s1"), "w1", 5000, last
+    )
+    assert done.created and not done.wake and start is None  # the gather still needs s2
+    assert store.lease_ttl_ms("rb1") == 0
+
+    done, start = store.record_and_begin(
+        "rb1", "s2", NewEvent("step_completed", "s2"), "w2", 5000, last
+    )
+    assert done.created and done.wake and start is not None and start.acquired
+    assert [(e.kind, e.cid) for e in start.entries] == [
+        ("step_completed", "s1"),
+        ("step_completed", "s2"),
+    ]
+    assert store.lease_holder("rb1") == "w2"
+    again, start = store.record_and_begin(
+        "rb1", "s2", NewEvent("step_completed", "s2"), "w3", 5000, first
+    )
+    assert not again.created and again.entry_id == done.entry_id and start is None  # append-once

@@ -1,0 +1,51 @@
+-- record_and_begin: append-once an outcome; when that wakes the run, take its orchestration lease
+-- and return what begin_pass would, so the recording worker continues the run (one hop) with no
+-- further round trip.
+-- KEYS[1] meta  KEYS[2] outcomes  KEYS[3] log  KEYS[4] wake  KEYS[5] waitfor  KEYS[6] lease
+-- KEYS[7] outbox
+-- ARGV[1] append-once key  ARGV[2] kind  ARGV[3] cid  ARGV[4] packed meta
+-- ARGV[5] "1"/"0" has payload  ARGV[6] payload  ARGV[7] lease token  ARGV[8] lease ttl ms
+-- ARGV[9] read after: "-" = the whole log, else an entry id
+-- Returns {entry id, created 1/0, woke 1/0, acquired 1/0, outbox, entries after ARGV[9]} (the
+-- last three only when woke); -2 when the run does not exist.
+local unpack = unpack or table.unpack
+
+local existing = redis.call('HGET', KEYS[2], ARGV[1])
+if existing then return {existing, 0, 0, 0} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+
+local fields = {'k', ARGV[2], 'c', ARGV[3], 'm', ARGV[4]}
+if ARGV[5] == '1' then
+  fields[7] = 'p'
+  fields[8] = ARGV[6]
+end
+local id = redis.call('XADD', KEYS[3], '*', unpack(fields))
+redis.call('HSET', KEYS[2], ARGV[1], id)
+redis.call('HSET', KEYS[1], 'updated_ms', string.match(id, '^(%d+)-'))
+
+-- The same wake rule as record_outcome: a recorded wait condition decides.
+local needed = true
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  if redis.call('HEXISTS', KEYS[5], 'c:' .. ARGV[3]) == 0 then
+    needed = false
+  elseif redis.call('HGET', KEYS[5], 'mode') == 'all' then
+    needed = redis.call('HINCRBY', KEYS[5], 'n', -1) <= 0
+  end
+end
+local woke = 0
+if needed and redis.call('SET', KEYS[4], '1', 'NX') then woke = 1 end
+local left = redis.call('PTTL', KEYS[1])
+if left > 0 then
+  redis.call('PEXPIRE', KEYS[2], left)
+  if woke == 1 then redis.call('PEXPIRE', KEYS[4], left) end
+end
+if woke == 0 then return {id, 1, 0, 0} end
+
+-- We set the flag, so no pass is queued or running: the lease is free unless a dead pass's
+-- lease has not expired yet (then the caller enqueues a pass for later).
+if redis.call('SET', KEYS[6], ARGV[8] .. ':' .. ARGV[7], 'NX', 'PX', ARGV[8]) == false then
+  return {id, 1, 1, 0}
+end
+local start = ARGV[9]
+if start ~= '-' then start = '(' .. start end
+return {id, 1, 1, 1, redis.call('SMEMBERS', KEYS[7]), redis.call('XRANGE', KEYS[3], start, '+')}
