@@ -43,6 +43,7 @@ class Orchestrator:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self._retention_ms = int(runtime.config.retention * 1000)
+        self._states = _RunStates(runtime.config.event_cache_runs)
 
     def new_token(self) -> tuple[str, int]:
         """A fresh lease token and the lease's ttl in ms."""
@@ -94,6 +95,7 @@ class Orchestrator:
         self._log_timing(run_id, stats, started, warm, report)
         if report.status in ("completed", "failed", "cancelled"):
             rt.forget_run(run_id)
+            self._states.forget(run_id)
         return report
 
     # -- one pass ---------------------------------------------------------------------------------
@@ -115,7 +117,7 @@ class Orchestrator:
                 history, new = rt.events.refresh(run_id)
         stats.entries_new += len(new)
         stats.extra.setdefault("workflow", history[0].meta.get("workflow") if history else "?")
-        state = _state_of(history)
+        state = self._states.of(run_id, history)
         warm = False
         if state == "running":
             host = PassHost(rt, run_id, token, stats)
@@ -336,9 +338,9 @@ def _attached_children(history: list[Event]) -> list[str]:
     ]
 
 
-def _state_of(history: list[Event]) -> str:
-    """running | blocked | cancelling | completed | failed | cancelled, from the log alone."""
-    state = "running"
+def _state_of(history: list[Event], state: str = "running") -> str:
+    """running | blocked | cancelling | completed | failed | cancelled, from the log alone:
+    the state after ``history``, given the ``state`` before it (so it can be fed deltas)."""
     for event in history:
         kind = event.kind
         if kind in ev.TERMINAL_KINDS:
@@ -352,3 +354,25 @@ def _state_of(history: list[Event]) -> str:
         elif kind == ev.RUN_CANCEL_REQUESTED:
             state = "cancelling"
     return state
+
+
+class _RunStates:
+    """The state of each run's cached log, advanced by the new entries only: scanning the whole
+    log on every pass would make a long sequential run cost O(N^2)."""
+
+    def __init__(self, max_runs: int) -> None:
+        self.max_runs = max_runs
+        self._known: dict[str, tuple[int, int, str]] = {}  # run -> (id(list), scanned, state)
+
+    def of(self, run_id: str, history: list[Event]) -> str:
+        known = self._known.get(run_id)
+        if known is None or known[0] != id(history) or known[1] > len(history):
+            known = (id(history), 0, "running")  # a new list: the cache was refilled
+        state = _state_of(history[known[1] :], known[2])
+        self._known[run_id] = (id(history), len(history), state)
+        if len(self._known) > self.max_runs:
+            self._known.pop(next(iter(self._known)))
+        return state
+
+    def forget(self, run_id: str) -> None:
+        self._known.pop(run_id, None)
