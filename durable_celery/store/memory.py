@@ -24,6 +24,7 @@ from typing import Any
 from ..replay.events import RUN_STARTED, Event, NewEvent
 from . import keys
 from .base import (
+    TERMINAL_STATUSES,
     OutcomeResult,
     PassStart,
     RunRecord,
@@ -316,7 +317,13 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
                 raise run_not_found(run_id)
             entry_id = run.append(fields, self.now_ms())
             run.outcomes[key] = entry_id
-            woke = wake and run_id not in self._wake and (force or _needed(run, event.cid))
+            finished = run.meta.get("status") in TERMINAL_STATUSES
+            woke = (
+                wake
+                and not finished
+                and run_id not in self._wake
+                and (force or _needed(run, event.cid))
+            )
             if woke:
                 self._wake.add(run_id)
             self._cond.notify_all()

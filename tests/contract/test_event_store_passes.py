@@ -288,3 +288,21 @@ def test_record_and_begin_takes_the_lease_only_when_the_outcome_wakes_the_run(st
         "rb1", "s2", NewEvent("step_completed", "s2"), "w3", 5000, first
     )
     assert not again.created and again.entry_id == done.entry_id and start is None  # append-once
+
+
+def test_an_outcome_for_a_finished_run_is_kept_but_does_not_wake_it(store) -> None:
+    from durable_celery.replay.events import NewEvent
+
+    store.create_run("fin1", "wf", NewEvent("run_started", "", {"workflow": "wf"}, b"x"), {})
+    assert store.acquire_lease("fin1", "tok", 5000)
+    store.append_fenced(
+        "fin1", "tok", [NewEvent("run_completed", "", {}, b"r")], status="completed"
+    )
+    last = store.read_last("fin1")[-1].entry_id
+    assert store.finish_pass("fin1", "tok", last)
+    late = store.record_outcome("fin1", "s2", NewEvent("step_completed", "s2"))
+    assert late.created and not late.wake  # a race's loser: recorded, no pass
+    done, start = store.record_and_begin(
+        "fin1", "s3", NewEvent("step_completed", "s3"), "w", 5000, last
+    )
+    assert done.created and not done.wake and start is None

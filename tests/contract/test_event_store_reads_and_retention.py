@@ -156,8 +156,10 @@ def test_what_a_retained_run_gains_after_finishing_vanishes_with_it(store: Event
     finish(store)  # clears the wake flag, outbox and lease
     assert store.acquire_lease("r1", "t2", 10_000)
     store.append_fenced("r1", "t2", [NewEvent(MARKER)], outbox=["again"])
-    # The first outcome of the run, and a new wake flag, both created after it finished:
-    assert store.record_outcome("r1", "late", NewEvent(STEP_COMPLETED, "late")).wake
+    # The first outcome of the run, and (below) a new wake flag, both created after it finished;
+    # the late outcome is kept but does not wake a finished run.
+    late = store.record_outcome("r1", "late", NewEvent(STEP_COMPLETED, "late"))
+    assert late.created and not late.wake
     finish(store, token="t2")
     assert store.request_wake("r1")
     wait_until(lambda: gone(store, "r1"), timeout=3.0)

@@ -25,7 +25,10 @@ redis.call('HSET', KEYS[1], 'updated_ms', string.match(id, '^(%d+)-'))
 
 -- The same wake rule as record_outcome: a recorded wait condition decides.
 local needed = true
-if redis.call('EXISTS', KEYS[5]) == 1 then
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'completed' or status == 'failed' or status == 'cancelled' then
+  needed = false  -- a late outcome (a race's loser) is kept, but a finished run has no pass to run
+elseif redis.call('EXISTS', KEYS[5]) == 1 then
   if redis.call('HEXISTS', KEYS[5], 'c:' .. ARGV[3]) == 0 then
     needed = false
   elseif redis.call('HGET', KEYS[5], 'mode') == 'all' then

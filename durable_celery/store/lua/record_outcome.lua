@@ -25,6 +25,10 @@ redis.call('HSET', KEYS[1], 'updated_ms', string.match(id, '^(%d+)-'))
 -- A suspended workflow that said what it waits for (KEYS[5], see finish_pass) is woken only
 -- when that is met; control entries (ARGV[8] = "1": cancel, resume, signals) always wake.
 local woke = 0
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'completed' or status == 'failed' or status == 'cancelled' then
+  ARGV[2] = '0'  -- a late outcome (a race's loser) is kept, but a finished run has no pass to run
+end
 if ARGV[2] == '1' then
   local needed = true
   if ARGV[8] ~= '1' and redis.call('EXISTS', KEYS[5]) == 1 then
