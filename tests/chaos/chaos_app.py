@@ -56,6 +56,7 @@ def make_app(
         durable_timer_poll_interval=0.1,
         # A pass killed with its lease held blocks the run's next pass for this long.
         durable_lease_timeout=5.0,
+        durable_sweep_interval=2.0,  # a lost wake is found again this soon
     )
     durable = Durable(app)
     clients: list[redis.Redis] = []  # made on first use, in the worker process that runs steps

@@ -9,12 +9,9 @@ every branch's result, in order, with exactly one recorded outcome per branch.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,6 +24,7 @@ import redis
 from durable_celery.replay import events as ev
 
 from . import gather_app
+from .workers import WorkerProcess
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(90)]
 
@@ -34,69 +32,9 @@ REPO = Path(__file__).resolve().parents[2]
 WIDTH = 20
 
 
-class Worker:
-    """A ``celery worker`` process (prefork, 2 children) in its own process group."""
-
+class Worker(WorkerProcess):
     def __init__(self, env: dict[str, str], queue: str, log: Path, name: str) -> None:
-        self.log = log
-        args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tests.chaos.gather_app",
-            "worker",
-            "--pool",
-            "prefork",
-            "-c",
-            "2",
-            "-l",
-            "INFO",
-            "-Q",
-            queue,
-            "-n",
-            f"{name}@%h",
-            "--without-heartbeat",
-            "--without-mingle",
-            "--without-gossip",
-        ]
-        self._out = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            args,
-            cwd=REPO,
-            env=env,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill_all(self) -> None:
-        """SIGKILL the parent and its pool children at once (a machine dying)."""
-        if self.alive():
-            os.killpg(self.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        try:
-            if self.alive():
-                self.process.terminate()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.process.wait(timeout=5)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-        finally:
-            self._out.close()
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        super().__init__("tests.chaos.gather_app", env, queue, log, name)
 
 
 def parent_of(pid: int) -> int:

@@ -8,11 +8,9 @@ outcomes are recorded exactly once.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +26,7 @@ from durable_celery import Durable
 from durable_celery.replay.events import Event
 
 from . import chaos_app
+from .workers import WorkerProcess
 
 pytestmark = [
     pytest.mark.chaos,
@@ -45,54 +44,9 @@ def expected(x: int) -> int:
     return (x + 1) * 2 + 100  # chaos.before, chaos.slow, chaos.after
 
 
-class Worker:
-    """A ``celery worker --pool prefork`` process in its own session, logging to a file."""
-
+class Worker(WorkerProcess):
     def __init__(self, env: dict[str, str], queue: str, log: Path, name: str) -> None:
-        self.log = log
-        args = [
-            sys.executable, "-m", "celery", "-A", "tests.chaos.chaos_app", "worker",
-            "--pool", "prefork", "-c", "2", "-l", "INFO", "-Q", queue, "-n", f"{name}@%h",
-            "--without-heartbeat", "--without-mingle", "--without-gossip",
-        ]  # fmt: skip
-        self._out = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            args,
-            cwd=REPO,
-            env=env,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: killpg reaches parent and children
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill_all(self) -> None:
-        """SIGKILL the parent and every pool child at once, as when a machine dies."""
-        if self.alive():
-            os.killpg(self.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        """SIGTERM (warm shutdown), then SIGKILL whatever is left of the process group."""
-        try:
-            if self.alive():
-                self.process.terminate()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.process.wait(timeout=10)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)  # a stuck parent, orphaned pool children
-            self.process.wait(timeout=10)
-        finally:
-            self._out.close()
-
-    def tail(self, lines: int = 80) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        super().__init__("tests.chaos.chaos_app", env, queue, log, name)
 
 
 @dataclass
