@@ -19,6 +19,7 @@ import redis
 from celery import Celery
 
 from durable_celery import Durable, current_step
+from tests.chaos.settings import chaos_settings
 
 #: Long enough that the first execution is always killed, never finished.
 SLOW_SECONDS = 30.0
@@ -36,28 +37,7 @@ def make_app(
     redis_url: str, prefix: str, queue: str, execution: str = "dispatch"
 ) -> tuple[Celery, Durable, Any]:
     app = Celery("chaos", broker=redis_url, set_as_current=False)
-    app.conf.update(
-        task_default_queue=queue,
-        broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
-        # All broker keys under the test's prefix. Unacked messages of a dead worker come back
-        # after ``visibility_timeout``: a new worker restores them at start and then every
-        # ``unacked_restore_interval * unacked_restore_throttle`` seconds (kombu's defaults,
-        # 1 hour and 100 s, would outlast the test).
-        broker_transport_options={
-            "global_keyprefix": f"{prefix}:kombu:",
-            "visibility_timeout": 5,
-            "unacked_restore_interval": 1,
-            "unacked_restore_throttle": 1,
-        },
-        durable_redis_url=redis_url,
-        durable_key_prefix=prefix,
-        durable_step_execution=execution,
-        durable_timer_poll_interval=0.1,
-        # A pass killed with its lease held blocks the run's next pass for this long.
-        durable_lease_timeout=5.0,
-        durable_sweep_interval=2.0,  # a lost wake is found again this soon
-    )
+    app.conf.update(chaos_settings(redis_url, prefix, queue, execution))
     durable = Durable(app)
     clients: list[redis.Redis] = []  # made on first use, in the worker process that runs steps
 

@@ -20,6 +20,7 @@ import redis
 from celery import Celery
 
 from durable_celery import Durable, current_step, gather
+from tests.chaos.settings import chaos_settings
 
 
 def reports_key(prefix: str) -> str:
@@ -36,25 +37,7 @@ def branch_seconds(i: int) -> float:
 
 def make_app(redis_url: str, prefix: str, queue: str) -> tuple[Celery, Durable, Any]:
     app = Celery("gather_chaos", broker=redis_url, set_as_current=False)
-    app.conf.update(
-        task_default_queue=queue,
-        broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
-        # Messages a dead worker had taken come back after ``visibility_timeout``, restored by
-        # any live worker every ``unacked_restore_interval * unacked_restore_throttle`` s.
-        broker_transport_options={
-            "global_keyprefix": f"{prefix}:kombu:",
-            "visibility_timeout": 5,
-            "unacked_restore_interval": 1,
-            "unacked_restore_throttle": 1,
-        },
-        durable_redis_url=redis_url,
-        durable_key_prefix=prefix,
-        durable_step_execution="dispatch",
-        durable_timer_poll_interval=0.1,
-        durable_lease_timeout=5.0,  # a pass killed holding its lease blocks the run this long
-        durable_sweep_interval=2.0,  # and a lost wake is found again this soon
-    )
+    app.conf.update(chaos_settings(redis_url, prefix, queue, "dispatch"))
     durable = Durable(app)
     clients: list[redis.Redis] = []  # made on first use, in the process that runs the step
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from celery import Celery
-from integration.support import configure
+from integration.support import AppFactory, app_factory
 
 from durable_celery import Durable
 
@@ -20,8 +19,6 @@ from durable_celery import Durable
 with contextlib.suppress(Exception), warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import hypothesis.extra._patching  # noqa: F401
-
-AppFactory = Callable[..., tuple[Celery, Durable]]
 
 
 @pytest.fixture
@@ -33,17 +30,4 @@ def durable() -> Durable:
 @pytest.fixture
 def make_app(redis_url: str, key_prefix: str) -> Iterator[AppFactory]:
     """``make_app(**settings)`` -> ``(app, durable)`` on this test's key prefix; closed after."""
-    made: list[tuple[Celery, Durable]] = []
-
-    def make(name: str = "ctest", **settings: Any) -> tuple[Celery, Durable]:
-        app = Celery(name, set_as_current=False)
-        configure(app, redis_url, key_prefix, **settings)
-        durable = Durable(app)
-        made.append((app, durable))
-        return app, durable
-
-    yield make
-    for app, durable in made:
-        if durable._runtime is not None:
-            durable._runtime.store.client.close()  # type: ignore[attr-defined]
-        app.close()
+    yield from app_factory(redis_url, key_prefix, "ctest")

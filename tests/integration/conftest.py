@@ -10,30 +10,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from celery import Celery, signals
+from celery import signals
 
-from durable_celery import Durable
-
-from .support import AppFactory, configure
+from .support import AppFactory, app_factory
 
 
 @pytest.fixture
 def make_app(redis_url: str, key_prefix: str) -> Iterator[AppFactory]:
     """``make_app(**settings)`` -> ``(app, durable)`` on this test's key prefix; closed after."""
-    made: list[tuple[Celery, Durable]] = []
-
-    def make(name: str = "itest", **settings: Any) -> tuple[Celery, Durable]:
-        app = Celery(name, set_as_current=False)
-        configure(app, redis_url, key_prefix, **settings)
-        durable = Durable(app)
-        made.append((app, durable))
-        return app, durable
-
-    yield make
-    for app, durable in made:
-        if durable._runtime is not None:
-            durable._runtime.store.client.close()  # type: ignore[attr-defined]
-        app.close()
+    yield from app_factory(redis_url, key_prefix, "itest")
 
 
 @pytest.fixture

@@ -111,3 +111,22 @@ def orchestrator_failures() -> Iterator[list[BaseException]]:
         yield failures
     finally:
         signals.task_failure.disconnect(collect)
+
+
+def app_factory(redis_url: str, key_prefix: str, default_name: str) -> Iterator[AppFactory]:
+    """Body of the ``make_app`` fixtures: ``make(name, **settings)`` -> ``(app, durable)`` on
+    this test's key prefix; every app made is closed afterwards."""
+    made: list[tuple[Celery, Durable]] = []
+
+    def make(name: str = default_name, **settings: Any) -> tuple[Celery, Durable]:
+        app = Celery(name, set_as_current=False)
+        configure(app, redis_url, key_prefix, **settings)
+        durable = Durable(app)
+        made.append((app, durable))
+        return app, durable
+
+    yield make
+    for app, durable in made:
+        if durable._runtime is not None:
+            durable._runtime.store.client.close()  # type: ignore[attr-defined]
+        app.close()
