@@ -19,7 +19,8 @@ import redis
 from celery import Celery
 
 from durable_celery import Durable, current_step
-from tests.chaos.settings import chaos_settings
+
+from .settings import chaos_settings
 
 #: Long enough that the first execution is always killed, never finished.
 SLOW_SECONDS = 30.0

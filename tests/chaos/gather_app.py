@@ -20,7 +20,8 @@ import redis
 from celery import Celery
 
 from durable_celery import Durable, current_step, gather
-from tests.chaos.settings import chaos_settings
+
+from .settings import chaos_settings
 
 
 def reports_key(prefix: str) -> str:
