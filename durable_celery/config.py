@@ -64,6 +64,11 @@ class DurableConfig:
     #: hop per step instead of two). Off when ``orchestrator_queue`` is set: orchestration then
     #: belongs to the workers of that queue.
     one_hop: bool = True
+    #: A dispatched step's input (encoded, as in the log) travels in its task message when it
+    #: is at most this many bytes: the step task then reads nothing before running, and the
+    #: pass sends the step before recording it, finishing itself in that same append (see
+    #: runtime.host). Larger inputs are read from the log. 0 turns both off.
+    message_input_limit: int = 16384
 
     @classmethod
     def from_mapping(cls, conf: Mapping[str, Any], broker_url: str | None = None) -> DurableConfig:
@@ -96,6 +101,11 @@ class DurableConfig:
         for name in ("lease_timeout", "timer_poll_interval", "sweep_interval", "retention"):
             if float(getattr(self, name)) <= 0:
                 raise ConfigurationError(f"durable_{name} must be a positive number of seconds")
+        if int(self.message_input_limit) < 0:
+            raise ConfigurationError(
+                "durable_message_input_limit must be 0 (inputs are read from the log) or a "
+                "number of bytes"
+            )
         if self.step_retries < 0:
             raise ConfigurationError("durable_step_retries must be 0 or more")
         if ":" in self.key_prefix or "{" in self.key_prefix:

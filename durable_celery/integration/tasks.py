@@ -10,6 +10,7 @@ would run the first app's orchestrator (its store, its registry) under the same 
 
 from __future__ import annotations
 
+import base64
 from typing import TYPE_CHECKING, Any
 
 from ..workflow.step import StepDefinition
@@ -59,8 +60,19 @@ def register_step_task(app: Celery, durable: Durable, step: StepDefinition[Any, 
         durable_call = kwargs.pop(DURABLE_KWARG, None)
         if durable_call is None:
             return fn(*args, **kwargs)  # a plain call: `step.task.delay(...)`
-        run_id, cid, entry_id, attempt = durable_call
-        return durable.runtime.steps.execute(step.name, run_id, cid, entry_id, int(attempt))
+        run_id, cid, entry_id, attempt, *rest = durable_call
+        payload = base64.b64decode(rest[0]) if rest and rest[0] is not None else None
+        request = app.current_task.request if app.current_task is not None else None
+        delivery = getattr(request, "delivery_info", None) or {}
+        return durable.runtime.steps.execute(
+            step.name,
+            run_id,
+            cid,
+            entry_id,
+            int(attempt),
+            payload=payload,
+            redelivered=bool(delivery.get("redelivered")),
+        )
 
     # Not functools.wraps: Celery checks call arguments against __wrapped__'s signature, and
     # durable messages carry the extra DURABLE_KWARG.

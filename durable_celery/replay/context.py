@@ -239,19 +239,21 @@ class ReplayContext:
                 "`await step(...)`, `await asyncio.sleep(s)`, `await asyncio.gather(...)`, "
                 "`await asyncio.wait(...)`, `await asyncio.wait_for(...)`"
             )
+        hint = None if waiting is None else (waiting[0], tuple(waiting[1]))
         while not ready():
             if self.cursor < len(self.history):
                 self.cursor += 1
                 continue
+            # Set while the host records new work too: a pass that finishes in its append
+            # records there what would unblock the workflow.
+            self.waiting = hint
             new = self.host.on_blocked(self.take_commands())
             if not new and self._park is not None:
-                self.waiting = None if waiting is None else (waiting[0], tuple(waiting[1]))
                 new = self._park()
-                self.waiting = None
             if not new:
-                self.waiting = None if waiting is None else (waiting[0], tuple(waiting[1]))
                 self.suspended = True
                 raise Suspension()
+            self.waiting = None
             self.extend(new)
 
     def cancel(self, cids: Sequence[str]) -> None:

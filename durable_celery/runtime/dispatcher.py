@@ -10,6 +10,9 @@ __all__ = ["Dispatcher"]
 
 
 class Dispatcher(Protocol):
+    #: Whether :meth:`send_step` takes ``payload`` (a pass then sends small steps first).
+    carries_input: bool
+
     def send_step(
         self,
         step: StepDefinition[Any, Any],
@@ -18,8 +21,10 @@ class Dispatcher(Protocol):
         entry_id: str,
         attempt: int,
         queue: str | None = None,
+        payload: bytes | None = None,
     ) -> None:
-        """Send one attempt of a step as a Celery task (ids only; arguments stay in the log)."""
+        """Send one attempt of a step as a Celery task: ids, and the encoded input when
+        ``payload`` is given (else the step reads it from the log)."""
 
     def wake(self, run_id: str, countdown: float | None = None) -> None:
         """Enqueue an orchestrator pass for the run."""

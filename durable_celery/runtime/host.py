@@ -4,13 +4,21 @@ New work found before the workflow blocks is recorded in one fenced append. A lo
 step that may run inline is executed first and recorded together with its outcome (scheduled +
 completed in one round trip); at-least-once holds because a crash before that append simply
 means the replay issues the step again.
+
+Dispatched steps whose inputs are small (``message_input_limit``) are *sent first*: their task
+messages carry the input, so they go out before the append, and that append also finishes the
+pass (:meth:`EventStore.append_and_finish`) when nothing else arrived. No outbox is needed: a
+pass that dies before its append is replayed, and the replay sends the steps again (the same
+cids; each outcome is still recorded once). A step that finishes before the append lands has
+its outcome parked by the store until its ``step_scheduled`` entry is in. Everything else is
+recorded first and started after, through the outbox, and the pass ends with ``finish_pass``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..codec import Place
 from ..errors import DecodingError
@@ -23,8 +31,9 @@ from ..replay.commands import (
     StartChild,
     StartTimer,
 )
-from ..replay.context import HostFault
+from ..replay.context import HostFault, ReplayContext
 from ..replay.events import Event, NewEvent
+from ..store.base import WaitFor, lease_lost
 from .steps import run_attempt
 
 if TYPE_CHECKING:
@@ -54,6 +63,14 @@ class PassHost:
         self.run_id = run_id
         self.token = token
         self.stats = stats
+        #: The last store call of this pass read the log up to its tail (an append does): the
+        #: workflow may suspend without reading again. Whatever lands later makes finish_pass
+        #: refuse, and the pass reads it then.
+        self._caught_up = False
+        #: The running workflow's context (set by the orchestrator): what it waits for.
+        self.context: ReplayContext | None = None
+        #: An append finished this pass (lease released, wake flag cleared).
+        self.finished = False
 
     # -- decoding ---------------------------------------------------------------------------------
     def fingerprint(self, value: Any, label: str) -> str:
@@ -89,6 +106,9 @@ class PassHost:
     def on_blocked(self, commands: Sequence[Command]) -> Sequence[Event]:
         if commands:
             return self._record(commands)
+        if self._caught_up:
+            self._caught_up = False
+            return []
         return self._read_new()
 
     def _inline(self, command: ScheduleStep, lone: bool) -> bool:
@@ -104,6 +124,8 @@ class PassHost:
     def _record(self, commands: Sequence[Command]) -> list[Event]:
         """Run inline steps, then record everything in one fenced append, then start the rest."""
         rt = self.runtime
+        if self.finished:
+            self.retake()
         lone = len(commands) == 1
         events: list[NewEvent] = []
         outbox: list[str] = []
@@ -146,6 +168,20 @@ class PassHost:
                 events.append(result.retrying)
                 outbox.append(command.cid)
                 retries.append((command, scheduled_at, result.delay))
+        if to_send and len(to_send) == len(events) and self._send_first(events):
+            for command, at in to_send:
+                step = rt.registry.step(command.name)
+                rt.dispatcher.send_step(
+                    step,
+                    self.run_id,
+                    command.cid,
+                    "",
+                    1,
+                    events[at].meta.get("q"),
+                    payload=events[at].payload or b"",
+                )
+                self.stats.dispatched_steps += 1
+            return self._append_and_finish(events)
         ids, new = self._append(events, outbox=outbox)
         for command, at, delay in retries:
             rt.timers.schedule_retry(
@@ -160,6 +196,43 @@ class PassHost:
         for command in later:
             rt.starter.start(self.run_id, command)
         return new
+
+    def _send_first(self, events: list[NewEvent]) -> bool:
+        limit = self.runtime.config.message_input_limit
+        return (
+            limit > 0
+            and getattr(self.runtime.dispatcher, "carries_input", False)
+            and all(len(e.payload or b"") <= limit for e in events)
+        )
+
+    def _append_and_finish(self, events: list[NewEvent]) -> list[Event]:
+        """Record steps already sent, and finish the pass in the same round trip when the
+        workflow is certain to suspend on them (nothing else arrived)."""
+        rt = self.runtime
+        waitfor = pending_waitfor(self.context)
+        if waitfor is False:
+            _, new = self._append(events)  # it waits on something already in: no finishing
+            return new
+        after = rt.events.last_id(self.run_id)
+        with rt.clock(self.stats, "append_ms"):
+            _, new, self.finished = rt.store.append_and_finish(
+                self.run_id, self.token, events, after_id=after, waitfor=waitfor
+            )
+        self.stats.appends += 1
+        if not rt.events.absorb(self.run_id, after, new):
+            return self._read_new()
+        self.stats.entries_new += len(new)
+        self._caught_up = True
+        return new
+
+    def retake(self) -> None:
+        """The workflow went on after an append finished the pass: hold the lease again (the
+        pass then ends with finish_pass), or stop when another pass has taken the run."""
+        rt = self.runtime
+        ttl_ms = int(rt.config.lease_timeout * 1000)
+        if not rt.store.acquire_lease(self.run_id, self.token, ttl_ms):
+            raise lease_lost(self.run_id)
+        self.finished = False
 
     def cancel(self, cids: list[str]) -> None:
         """Revoke dispatched steps whose results a race will never use."""
@@ -219,6 +292,7 @@ class PassHost:
             new = self._read_new()  # the cache moved under us: read properly
         else:
             self.stats.entries_new += len(new)
+        self._caught_up = True
         return ids, new
 
     def _read_new(self) -> list[Event]:
@@ -226,3 +300,16 @@ class PassHost:
             _, new = self.runtime.events.refresh(self.run_id)
         self.stats.entries_new += len(new)
         return new
+
+
+def pending_waitfor(ctx: ReplayContext | None) -> WaitFor | Literal[False] | None:
+    """What a blocked workflow waits for, for wake coalescing: None when any outcome may
+    unblock it, False when all it waits for is already in the log (a pass must follow)."""
+    hint = None if ctx is None else ctx.waiting
+    if hint is None or ctx is None:
+        return None
+    mode, cids = hint
+    missing = sum(1 for cid in cids if not ctx.recorded_outcome(cid))
+    if missing == 0:
+        return False
+    return WaitFor(mode, tuple(cids), missing if mode == "all" else 1)

@@ -21,7 +21,7 @@ from ..replay.engine import PassResult, WorkflowExecution
 from ..replay.events import Event, NewEvent
 from ..store.base import PassStart, WaitFor
 from .core import Runtime
-from .host import PassHost, PassStats
+from .host import PassHost, PassStats, pending_waitfor
 
 __all__ = ["Orchestrator", "OrchestrationReport"]
 
@@ -37,6 +37,8 @@ class OrchestrationReport:
     retry_after: float = 0.0
     #: What the suspended workflow waits for (recorded by finish_pass).
     waitfor: WaitFor | None = None
+    #: The pass's last append finished it (no finish_pass needed).
+    finished: bool = False
 
 
 class Orchestrator:
@@ -79,6 +81,8 @@ class Orchestrator:
                 report.status, warm_pass = self._one_pass(run_id, token, stats, carried, report)
                 carried = None
                 warm = warm or warm_pass
+                if report.finished:
+                    break
                 last = rt.events.last_id(run_id) or "0-0"
                 if rt.store.finish_pass(run_id, token, last, report.waitfor):
                     break
@@ -122,8 +126,11 @@ class Orchestrator:
         if state == "running":
             host = PassHost(rt, run_id, token, stats)
             result, warm, execution = self._drive(run_id, host, history, new, stats)
+            if host.finished and result.status != "suspended":
+                host.retake()  # it went on after all: the pass needs its lease to record that
             state = self._record(run_id, token, result, history, stats)
             report.waitfor = None
+            report.finished = host.finished
             if result.status == "suspended" and execution is not None:
                 report.waitfor = self._waitfor(execution)
                 if execution.parked:
@@ -142,6 +149,8 @@ class Orchestrator:
     ) -> tuple[PassResult, bool, WorkflowExecution | None]:
         rt = self.rt
         execution = rt.live.take(run_id)
+        if execution is not None:
+            host.context = execution.ctx
         seen = len(history) - len(new)
         if (
             execution is not None
@@ -163,6 +172,7 @@ class Orchestrator:
         # key missing here), not the run's: it raises, nothing is written, and the run is driven
         # again later (the recovery sweep) until a worker that can run it picks it up.
         execution = self._new_execution(run_id, host, history)
+        host.context = execution.ctx
         with rt.clock(stats, "replay_ms"):
             result = execution.start()
         self._count(execution, stats, (0, 0))
@@ -249,14 +259,9 @@ class Orchestrator:
     @staticmethod
     def _waitfor(execution: WorkflowExecution) -> WaitFor | None:
         """What a suspended workflow waits for, so that other outcomes do not wake it."""
-        hint = execution.ctx.waiting
-        if hint is None:
-            return None
-        mode, cids = hint
-        missing = sum(1 for cid in cids if not execution.ctx.recorded_outcome(cid))
-        if missing == 0:
-            return None  # all it waits for is in (a pass is coming): wake on anything
-        return WaitFor(mode, cids, missing if mode == "all" else 1)
+        waitfor = pending_waitfor(execution.ctx)
+        # False: all it waits for is in (a pass is coming): wake on anything.
+        return None if waitfor is False else waitfor
 
     def _resend_outbox(self, run_id: str, pending: list[str]) -> None:
         """A previous pass recorded work but died before starting it: start it again."""

@@ -14,6 +14,7 @@ from ..errors import RunNotFound
 from ..replay import events as ev
 from ..replay.events import NewEvent
 from ..store.base import DueTimer
+from ..store.entries import scheduled_key
 from .starter import EVENT_TIMEOUT, TIMER
 
 if TYPE_CHECKING:
@@ -93,6 +94,10 @@ class TimerService:
         )
 
     def _scheduled_entry(self, run_id: str, cid: str) -> str:
+        found = self.rt.store.outcome_id(run_id, scheduled_key(cid))
+        if found:
+            return found
+        # Logs recorded before scheduling had an append-once key: look the entry up.
         for event in self.rt.store.read_since(run_id, None):
             if event.cid == cid and event.kind == "step_scheduled":
                 return event.entry_id

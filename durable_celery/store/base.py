@@ -63,11 +63,15 @@ class OutcomeResult:
 
     ``created`` is False when the key was already recorded (``entry_id`` is then the existing one).
     ``wake`` is True when the caller set the run's wake flag and so must enqueue a pass.
+    ``parked`` is True when the outcome of a step sent before its scheduling was recorded
+    arrived first: it is kept aside (``entry_id`` is then "") and enters the log right after
+    the step's ``step_scheduled`` entry, in the same script that appends that.
     """
 
     entry_id: str
     created: bool
     wake: bool
+    parked: bool = False
 
 
 @dataclass(frozen=True)
@@ -177,14 +181,39 @@ class EventStore(Protocol):
         just appended and any others appended meanwhile, in stream order. One atomic step (one
         round trip on Redis); LeaseLost/RunNotFound as :meth:`append_fenced`, nothing read."""
 
+    def append_and_finish(
+        self,
+        run_id: str,
+        token: str,
+        events: Sequence[NewEvent],
+        *,
+        after_id: str | None,
+        waitfor: WaitFor | None,
+    ) -> tuple[list[str], list[Event], bool]:
+        """:meth:`append_fenced_and_read`, then, in the same atomic step, :meth:`finish_pass`
+        with ``waitfor`` when nothing but this batch arrived after ``after_id``. Returns the ids,
+        the entries read, and whether the pass was finished (the lease is then released)."""
+
     def record_outcome(
-        self, run_id: str, key: str, event: NewEvent, *, wake: bool = True, force: bool = False
+        self,
+        run_id: str,
+        key: str,
+        event: NewEvent,
+        *,
+        wake: bool = True,
+        force: bool = False,
+        early: bool = False,
     ) -> OutcomeResult:
         """Append-once under ``key``, and (``wake``) set the wake flag in the same round trip.
         Not fenced: any worker may record an outcome. RunNotFound when the run does not exist.
 
         When the run's last pass said what it waits for (``finish_pass(waitfor=...)``), only an
-        outcome that meets it sets the flag; ``force`` (control entries) always does."""
+        outcome that meets it sets the flag; ``force`` (control entries) always does.
+
+        ``early``: the step (``event.cid``) was sent before its scheduling was recorded. Until
+        that ``step_scheduled`` entry is in, the outcome is parked (see OutcomeResult) and wakes
+        nothing: the pass that sent the step appends it, or dies and the sweep re-drives the
+        run, whose replay schedules the step again."""
 
     def record_and_begin(
         self,
@@ -194,9 +223,12 @@ class EventStore(Protocol):
         token: str,
         ttl_ms: int,
         after_id: str | None,
+        *,
+        early: bool = False,
     ) -> tuple[OutcomeResult, PassStart | None]:
-        """``record_outcome(wake=True)`` and, when that sets the wake flag, ``begin_pass`` in the
-        same round trip: the recording worker then continues the run itself (one hop).
+        """``record_outcome(wake=True, early=early)`` and, when that sets the wake flag,
+        ``begin_pass`` in the same round trip: the recording worker then continues the run
+        itself (one hop).
 
         The PassStart is None when the outcome did not wake the run; ``acquired`` is False when
         an expired pass's lease is still held (enqueue a pass instead)."""
@@ -214,7 +246,8 @@ class EventStore(Protocol):
     def read_step_input(
         self, run_id: str, outcome_key: str, entry_id: str
     ) -> tuple[str | None, Event | None]:
-        """``outcome_id(outcome_key)`` and ``read_entry(entry_id)`` in one round trip."""
+        """``outcome_id(outcome_key)`` and ``read_entry(entry_id)`` in one round trip. An empty
+        ``entry_id`` finds the step's ``step_scheduled`` entry by its cid (``outcome_key``)."""
 
     def lease_ttl_ms(self, run_id: str) -> int:
         """Remaining lease time, 0 when free."""

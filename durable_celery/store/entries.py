@@ -17,7 +17,7 @@ from typing import Any
 
 import msgpack
 
-from ..replay.events import OUTCOME_KINDS, Event, NewEvent
+from ..replay.events import OUTCOME_KINDS, STEP_SCHEDULED, Event, NewEvent
 from .base import DueTimer, RunRecord
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "event_args",
     "outcome_key",
     "own_entries",
+    "scheduled_key",
     "split_lease",
 ]
 
@@ -54,8 +55,19 @@ def encode_fields(event: NewEvent) -> dict[str, bytes]:
 
 
 def outcome_key(event: NewEvent) -> str:
-    """The append-once key of an event appended by the orchestrator: its cid, for outcomes."""
-    return event.cid if event.kind in OUTCOME_KINDS and event.cid else ""
+    """The append-once key of an event appended by the orchestrator: its cid, for outcomes;
+    ``>cid`` for a step's scheduling, which also tells a step sent before its scheduling was
+    recorded whether it is in yet (see ``record_outcome``)."""
+    if not event.cid:
+        return ""
+    if event.kind in OUTCOME_KINDS:
+        return event.cid
+    return scheduled_key(event.cid) if event.kind == STEP_SCHEDULED else ""
+
+
+def scheduled_key(cid: str) -> str:
+    """The outcomes-hash key of a step's ``step_scheduled`` entry."""
+    return f">{cid}"
 
 
 def event_args(event: NewEvent) -> list[str | bytes]:

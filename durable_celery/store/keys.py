@@ -14,6 +14,7 @@ Layout for prefix ``durable`` and run ``r1``::
     durable:{r1}:wake      string   set while a pass is queued or running
     durable:{r1}:outbox    set      step task descriptors to (re)send until the pass finishes
     durable:{r1}:waitfor   hash     what would unblock the suspended workflow (wake coalescing)
+    durable:{r1}:early     stream   outcomes of steps sent before their scheduling was recorded
     durable:runs           zset     run id -> created ms (listing)
     durable:timers         zset     timer member -> deadline ms (Redis server clock)
     durable:hook:<key>     string   owner (a run) waiting for external events on <key>
@@ -84,6 +85,7 @@ class RunKeys:
     wake: str
     outbox: str
     waitfor: str
+    early: str
 
     def all(self) -> tuple[str, ...]:
         return (
@@ -94,6 +96,7 @@ class RunKeys:
             self.wake,
             self.outbox,
             self.waitfor,
+            self.early,
         )
 
 
@@ -108,6 +111,7 @@ def run_keys(prefix: str, run_id: str) -> RunKeys:
         wake=f"{base}:wake",
         outbox=f"{base}:outbox",
         waitfor=f"{base}:waitfor",
+        early=f"{base}:early",
     )
 
 

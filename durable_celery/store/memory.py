@@ -41,6 +41,7 @@ from .entries import (
     decode_run,
     encode_fields,
     outcome_key,
+    scheduled_key,
 )
 from .memory_events import MemoryExternalEvents
 from .memory_timers import MemoryTimers
@@ -68,6 +69,9 @@ class _Run:
     expires_ms: int | None = None  # set when it finished with a retention
     #: What the suspended workflow waits for: [mode, missing, set of cids] (see finish_pass).
     waitfor: list[Any] | None = None
+    #: Outcomes of steps sent before their scheduling was recorded: (fields, key) in arrival
+    #: order, until the step_scheduled entry comes (see record_outcome).
+    early: list[tuple[dict[str, bytes], str]] = field(default_factory=list)
 
     def append(self, fields: dict[str, bytes], now: int) -> str:
         # Like XADD *: the wall clock in ms, but never going back within one stream.
@@ -264,6 +268,36 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
             ids = self._append(run_id, token, fields, status, outbox, retention)
             return ids, self._after(run_id, after_id)
 
+    def append_and_finish(
+        self,
+        run_id: str,
+        token: str,
+        events: Sequence[NewEvent],
+        *,
+        after_id: str | None,
+        waitfor: WaitFor | None,
+    ) -> tuple[list[str], list[Event], bool]:
+        keys.validate_run_id(run_id)
+        if after_id is not None:
+            check_entry_id(after_id)
+        fields = [(encode_fields(e), outcome_key(e)) for e in events]
+        with self._cond:
+            before = self._after(run_id, after_id)  # others' entries, read before the batch
+            ids = self._append(run_id, token, fields, None, (), None)
+            entries = self._after(run_id, after_id)
+            own = set(ids)
+            promoted = [e for e in entries[len(before) :] if e.entry_id not in own]
+            finished = not before and not promoted
+            if finished:
+                run = self._run(run_id)
+                run.outbox.clear()
+                run.waitfor = (
+                    None if waitfor is None else [waitfor.mode, waitfor.missing, set(waitfor.cids)]
+                )
+                self._wake.discard(run_id)
+                self._leases.pop(run_id, None)
+            return ids, entries, finished
+
     def _append(
         self,
         run_id: str,
@@ -293,6 +327,7 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
             ids.append(entry_id)
             appended = True
         run.outbox.update(outbox)
+        appended = self._promote(run) or appended
         if status:
             run.meta["status"] = status
             if not appended:
@@ -303,8 +338,28 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
             self._cond.notify_all()
         return ids
 
+    def _promote(self, run: _Run) -> bool:
+        """Move early outcomes whose step is now scheduled into the log (as the script does)."""
+        moved = False
+        waiting: list[tuple[dict[str, bytes], str]] = []
+        for fields, okey in run.early:
+            if scheduled_key(fields["c"].decode()) not in run.outcomes:
+                waiting.append((fields, okey))
+            elif okey not in run.outcomes:
+                run.outcomes[okey] = run.append(fields, self.now_ms())
+                moved = True
+        run.early = waiting
+        return moved
+
     def record_outcome(
-        self, run_id: str, key: str, event: NewEvent, *, wake: bool = True, force: bool = False
+        self,
+        run_id: str,
+        key: str,
+        event: NewEvent,
+        *,
+        wake: bool = True,
+        force: bool = False,
+        early: bool = False,
     ) -> OutcomeResult:
         keys.validate_run_id(run_id)
         fields = encode_fields(event)
@@ -315,6 +370,9 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
                 return OutcomeResult(existing, created=False, wake=False)
             if run is None:
                 raise run_not_found(run_id)
+            if early and scheduled_key(event.cid) not in run.outcomes:
+                run.early.append((fields, key))
+                return OutcomeResult("", created=True, wake=False, parked=True)
             entry_id = run.append(fields, self.now_ms())
             run.outcomes[key] = entry_id
             finished = run.meta.get("status") in TERMINAL_STATUSES
@@ -337,9 +395,11 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
         token: str,
         ttl_ms: int,
         after_id: str | None,
+        *,
+        early: bool = False,
     ) -> tuple[OutcomeResult, PassStart | None]:
         with self._cond:  # one atomic operation, as the Lua script is
-            outcome = self.record_outcome(run_id, key, event, wake=True)
+            outcome = self.record_outcome(run_id, key, event, wake=True, early=early)
             if not outcome.wake:
                 return outcome, None
             return outcome, self.begin_pass(run_id, token, ttl_ms, after_id)
@@ -365,6 +425,10 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
         self, run_id: str, outcome_key: str, entry_id: str
     ) -> tuple[str | None, Event | None]:
         with self._cond:
+            if not entry_id:  # a step sent with its input: find its entry by cid
+                entry_id = self.outcome_id(run_id, scheduled_key(outcome_key)) or ""
+                if not entry_id:
+                    return self.outcome_id(run_id, outcome_key), None
             return self.outcome_id(run_id, outcome_key), self.read_entry(run_id, entry_id)
 
     def lease_ttl_ms(self, run_id: str) -> int:

@@ -42,6 +42,7 @@ from .entries import (
     event_args,
     outcome_key,
     own_entries,
+    scheduled_key,
     split_lease,
 )
 from .redis_events import RedisExternalEvents
@@ -51,6 +52,7 @@ __all__ = ["RedisEventStore"]
 
 _LEASE_LOST = -1
 _NO_RUN = -2
+_PARKED = 2  # the "created" slot of a record script's reply: kept early (see record_outcome)
 
 
 def _text(value: bytes | str) -> str:
@@ -218,15 +220,43 @@ class RedisEventStore(RedisExternalEvents):
         outbox: Sequence[str] = (),
         retention_ms: int | None = None,
     ) -> tuple[list[str], list[Event]]:
+        ids, entries, _ = self._append_read(
+            run_id, token, events, after_id, status, outbox, retention_ms, None
+        )
+        return ids, entries
+
+    def append_and_finish(
+        self,
+        run_id: str,
+        token: str,
+        events: Sequence[NewEvent],
+        *,
+        after_id: str | None,
+        waitfor: WaitFor | None,
+    ) -> tuple[list[str], list[Event], bool]:
+        finish = ("-", 0, ()) if waitfor is None else (waitfor.mode, waitfor.missing, waitfor.cids)
+        return self._append_read(run_id, token, events, after_id, None, (), None, finish)
+
+    def _append_read(
+        self,
+        run_id: str,
+        token: str,
+        events: Sequence[NewEvent],
+        after_id: str | None,
+        status: str | None,
+        outbox: Sequence[str],
+        retention_ms: int | None,
+        finish: tuple[str, int, Sequence[str]] | None,
+    ) -> tuple[list[str], list[Event], bool]:
         read_after = "-" if after_id is None else check_entry_id(after_id)
-        ids, others = self._append(
-            run_id, token, events, status, outbox, retention_ms, read_after=read_after
+        ids, others, promoted, finished = self._append(
+            run_id, token, events, status, outbox, retention_ms, read_after, finish
         )
         texts = [_text(i) for i in ids]
         entries = [decode_entry(i, _pairs(f)) for i, f in others]
-        return texts, entries + own_entries(
-            events, texts, entries[-1].entry_id if entries else after_id
-        )
+        own = own_entries(events, texts, entries[-1].entry_id if entries else after_id)
+        late = [decode_entry(i, _pairs(f)) for i, f in promoted]
+        return texts, entries + own + late, finished == 1
 
     def _append(
         self,
@@ -237,15 +267,19 @@ class RedisEventStore(RedisExternalEvents):
         outbox: Sequence[str],
         retention_ms: int | None,
         read_after: str,
+        finish: tuple[str, int, Sequence[str]] | None = None,
     ) -> Any:
         k = self._keys(run_id)
         retention = retention_for(status, retention_ms)
+        mode, missing, cids = finish if finish is not None else ("", 0, ())
         args: list[Any] = [token, status or "", len(events), retention or "", read_after]
+        args += [mode, int(missing), len(cids), *cids]
         for event in events:
             args += [*event_args(event), outcome_key(event)]
         args += outbox
         reply = self._scripts.append_fenced(
-            keys=[k.lease, k.log, k.meta, k.outcomes, k.outbox, k.wake], args=args
+            keys=[k.lease, k.log, k.meta, k.outcomes, k.outbox, k.wake, k.waitfor, k.early],
+            args=args,
         )
         if reply == _LEASE_LOST:
             raise lease_lost(run_id)
@@ -254,17 +288,27 @@ class RedisEventStore(RedisExternalEvents):
         return reply
 
     def record_outcome(
-        self, run_id: str, key: str, event: NewEvent, *, wake: bool = True, force: bool = False
+        self,
+        run_id: str,
+        key: str,
+        event: NewEvent,
+        *,
+        wake: bool = True,
+        force: bool = False,
+        early: bool = False,
     ) -> OutcomeResult:
         """Raises RunNotFound when the run does not exist (e.g. deleted before a late outcome)."""
         k = self._keys(run_id)
         args = [key, "1" if wake else "0", *event_args(event), "1" if force else "0"]
+        args.append("1" if early else "0")
         reply = self._scripts.record_outcome(
-            keys=[k.meta, k.outcomes, k.log, k.wake, k.waitfor], args=args
+            keys=[k.meta, k.outcomes, k.log, k.wake, k.waitfor, k.early], args=args
         )
         if reply == _NO_RUN:
             raise run_not_found(run_id)
         entry_id, created, woke = reply
+        if created == _PARKED:
+            return OutcomeResult("", True, False, parked=True)
         return OutcomeResult(_text(entry_id), created == 1, woke == 1)
 
     def record_and_begin(
@@ -275,16 +319,21 @@ class RedisEventStore(RedisExternalEvents):
         token: str,
         ttl_ms: int,
         after_id: str | None,
+        *,
+        early: bool = False,
     ) -> tuple[OutcomeResult, PassStart | None]:
         check_lease_args(token, ttl_ms)
         k = self._keys(run_id)
         after = "-" if after_id is None else check_entry_id(after_id)
-        args = [key, *event_args(event)[:5], token, int(ttl_ms), after]
+        args = [key, *event_args(event)[:5], token, int(ttl_ms), after, "1" if early else "0"]
         reply = self._scripts.record_and_begin(
-            keys=[k.meta, k.outcomes, k.log, k.wake, k.waitfor, k.lease, k.outbox], args=args
+            keys=[k.meta, k.outcomes, k.log, k.wake, k.waitfor, k.lease, k.outbox, k.early],
+            args=args,
         )
         if reply == _NO_RUN:
             raise run_not_found(run_id)
+        if reply[1] == _PARKED:
+            return OutcomeResult("", True, False, parked=True), None
         outcome = OutcomeResult(_text(reply[0]), reply[1] == 1, reply[2] == 1)
         if not outcome.wake:
             return outcome, None
@@ -318,8 +367,13 @@ class RedisEventStore(RedisExternalEvents):
         k = self._keys(run_id)
         pipe = self._r.pipeline(transaction=False)
         pipe.hget(k.outcomes, outcome_key)
-        pipe.xrange(k.log, entry_id, entry_id, count=1)
+        if entry_id:
+            pipe.xrange(k.log, entry_id, entry_id, count=1)
+        else:
+            pipe.hget(k.outcomes, scheduled_key(outcome_key))
         found, entries = pipe.execute()
+        if not entry_id:  # a step sent with its input: find its entry by cid (retries only)
+            entries = [] if entries is None else self._r.xrange(k.log, entries, entries, count=1)
         return (
             None if found is None else _text(found),
             decode_entry(*entries[0]) if entries else None,

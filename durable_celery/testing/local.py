@@ -30,6 +30,9 @@ WorkItem = tuple[Any, ...]
 class LocalDispatcher:
     """Queues what Celery would send; ``consumes`` decides what ``auto`` may inline."""
 
+    #: Step messages carry their input, as Celery's do (see CeleryDispatcher.send_step).
+    carries_input = True
+
     def __init__(self, consumes: Callable[[StepDefinition[Any, Any]], bool] | None = None) -> None:
         self.queue: deque[WorkItem] = deque()
         self._consumes = consumes or (lambda step: True)
@@ -44,9 +47,10 @@ class LocalDispatcher:
         entry_id: str,
         attempt: int,
         queue: str | None = None,
+        payload: bytes | None = None,
     ) -> None:
         self.sent_steps += 1
-        self.queue.append(("step", step.name, run_id, cid, entry_id, attempt))
+        self.queue.append(("step", step.name, run_id, cid, entry_id, attempt, payload))
 
     def wake(self, run_id: str, countdown: float | None = None) -> None:
         self.wakes += 1
@@ -99,6 +103,10 @@ class LocalEnvironment:
                 done += 1
         raise RuntimeError(f"still busy after {max_items} work items: a workflow that never ends?")
 
+    def redeliver(self, item: WorkItem) -> None:
+        """Queue a step message again, flagged as a redelivery (as brokers flag one)."""
+        self.dispatcher.queue.append((*item, True))
+
     def step_once(self) -> bool:
         """Run the next queued item only; False when the queue is empty."""
         if not self.dispatcher.queue:
@@ -113,9 +121,11 @@ class LocalEnvironment:
             if report.status == "busy":
                 self.dispatcher.queue.append(item)
         else:
-            _, name, run_id, cid, entry_id, attempt = item
+            _, name, run_id, cid, entry_id, attempt, payload, *flags = item
             self.step_attempts += 1
-            self.runtime.steps.execute(name, run_id, cid, entry_id, attempt)
+            self.runtime.steps.execute(
+                name, run_id, cid, entry_id, attempt, payload=payload, redelivered=bool(flags)
+            )
 
     def result(self, handle: RunHandle) -> Any:
         """Run until idle, then return the run's result (or raise its error)."""

@@ -20,6 +20,7 @@ from durable_celery.replay.events import (
     STEP_FAILED,
     STEP_SCHEDULED,
     TIMER_FIRED,
+    TIMER_STARTED,
     NewEvent,
 )
 from durable_celery.store import EventStore
@@ -233,16 +234,20 @@ def test_fenced_outcomes_are_append_once_under_their_cid(store: EventStore) -> N
             NewEvent(TIMER_FIRED, "t1"),
             NewEvent(TIMER_FIRED, "t1"),  # twice in one batch: once
             NewEvent(STEP_SCHEDULED, "s2"),
-            NewEvent(STEP_SCHEDULED, "s2"),  # not an outcome kind: not append-once
+            NewEvent(STEP_SCHEDULED, "s2"),  # a step is scheduled once, under ">s2"
+            NewEvent(TIMER_STARTED, "t2"),
+            NewEvent(TIMER_STARTED, "t2"),  # not an outcome, not a step: not append-once
         ],
     )
     assert ids[0] == recorded.entry_id
     assert ids[1] == ids[2] == store.outcome_id("r1", "t1")
-    assert len(set(ids)) == 4
+    assert ids[3] == ids[4] == store.outcome_id("r1", ">s2")
+    assert len(set(ids)) == 5
     assert [(e.kind, e.cid) for e in store.read_since("r1", recorded.entry_id)] == [
         (TIMER_FIRED, "t1"),
         (STEP_SCHEDULED, "s2"),
-        (STEP_SCHEDULED, "s2"),
+        (TIMER_STARTED, "t2"),
+        (TIMER_STARTED, "t2"),
     ]
     again = store.record_outcome("r1", "t1", NewEvent(TIMER_FIRED, "t1"))
     assert not again.created and again.entry_id == ids[1]

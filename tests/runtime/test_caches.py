@@ -367,8 +367,16 @@ def test_a_run_reads_each_log_entry_once_over_all_its_passes(durable: Durable) -
         received.append((run_id, kw["after_id"], [e.entry_id for e in new]))
         return ids, new
 
+    append_and_finish = store.append_and_finish
+
+    def recording_finish(run_id: str, token: str, events: Any, **kw: Any) -> Any:
+        ids, new, finished = append_and_finish(run_id, token, events, **kw)
+        received.append((run_id, kw["after_id"], [e.entry_id for e in new]))
+        return ids, new, finished
+
     store.read_since = recording_read  # type: ignore[method-assign]
     store.append_fenced_and_read = recording_append  # type: ignore[method-assign]
+    store.append_and_finish = recording_finish  # type: ignore[method-assign]
     env = LocalEnvironment(durable, store=store, step_execution="dispatch", live_workflows=False)
     handle = wf.start(5)
     env.run_until_idle()

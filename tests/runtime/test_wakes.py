@@ -91,8 +91,16 @@ def test_a_duplicate_delivery_of_a_settled_step_does_not_run_it_or_record_it_aga
     assert handle.status() == "completed"
     log = [e.entry_id for e in durable.history(handle.run_id)]
 
-    env.dispatcher.queue.append(item)  # the broker delivers the task again
+    env.redeliver(item)  # the broker delivers the task again, and says so
     env.run_until_idle()
     assert runs == [5]
+    assert [e.entry_id for e in durable.history(handle.run_id)] == log
+    assert handle.result(timeout=0) == 5
+
+    # A duplicate the broker cannot tell (the message carries the step's input): the step runs
+    # again (at least once), and its outcome is still recorded once.
+    env.dispatcher.queue.append(item)
+    env.run_until_idle()
+    assert runs == [5, 5]
     assert [e.entry_id for e in durable.history(handle.run_id)] == log
     assert handle.result(timeout=0) == 5

@@ -46,13 +46,16 @@ def test_every_key_a_run_touches_is_in_its_slot_and_globals_are_outside(
     assert redis_store.acquire_lease("r1", "t", 10_000)
     redis_store.append_fenced("r1", "t", [NewEvent(STEP_SCHEDULED, "s2")], outbox=["s2"])
     redis_store.record_outcome("r1", "s1", NewEvent(STEP_COMPLETED, "s1"))
+    # A step sent before its scheduling is recorded: its outcome waits in the early stream.
+    parked = redis_store.record_outcome("r1", "s3", NewEvent(STEP_COMPLETED, "s3"), early=True)
+    assert parked.parked
     redis_store.request_wake("r1")
     redis_store.add_timer("timer", "r1", "t1", 60_000, {})
     found = {k.decode() for k in redis_store.client.scan_iter(match=f"{redis_store.prefix}:*")}
     run_keys = set(keys.run_keys(redis_store.prefix, "r1").all())
     global_keys = {keys.runs_index(redis_store.prefix), keys.timers(redis_store.prefix)}
     assert found <= run_keys | global_keys
-    assert {k for k in found if "{r1}" in k} == run_keys  # lease, wake flag, outbox are live
+    assert {k for k in found if "{r1}" in k} == run_keys  # lease, wake flag, outbox, early are live
     assert {key_slot(k.encode()) for k in run_keys} == {key_slot(b"r1")}
 
 

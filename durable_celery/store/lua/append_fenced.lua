@@ -1,13 +1,19 @@
 -- append_fenced: append the orchestrator's batch, only while it holds the run's lease.
 -- KEYS[1] lease  KEYS[2] log  KEYS[3] meta  KEYS[4] outcomes  KEYS[5] outbox  KEYS[6] wake
+-- KEYS[7] waitfor  KEYS[8] early (outcomes of steps sent before their scheduling was recorded)
 -- ARGV[1] lease token  ARGV[2] new status ("" keeps it)  ARGV[3] n, the number of events
 -- ARGV[4] retention ms ("" = none; the caller sends it only with a terminal status)
 -- ARGV[5] read after: "" = do not read, "-" = read the whole log, else an entry id
--- ARGV[6 .. 5+6n] per event: kind, cid, packed meta, "1"/"0" has payload, payload, outcome key
---   (outcome key "" = not append-once)
--- ARGV[6+6n ..] outbox members to add
+-- ARGV[6] finish the pass when nothing else arrived: "" = no, "-" = yes (any outcome wakes the
+--   run), "all" / "any" = yes, waking only for the listed outcomes (see finish_pass)
+-- ARGV[7] for "all": how many of them are still missing  ARGV[8] m, how many cids follow
+-- ARGV[9 .. 8+m] the cids the suspended workflow waits on
+-- then per event (6 slots): kind, cid, packed meta, "1"/"0" has payload, payload, outcome key
+--   (outcome key "" = not append-once; ">cid" for a step_scheduled entry)
+-- then the outbox members to add
 -- Returns the entry ids (for an outcome already recorded: the existing id, nothing appended),
--- or {ids, entries after ARGV[5] appended by others before this batch} when reading; -1 when the lease is not held by the token,
+-- or, when reading, {ids, entries after ARGV[5] appended by others before this batch, entries
+-- promoted from KEYS[8] after it, 1/0 finished}; -1 when the lease is not held by the token,
 -- -2 when the run does not exist.
 local unpack = unpack or table.unpack
 
@@ -29,9 +35,10 @@ if ARGV[5] ~= '' then
 end
 
 local n = tonumber(ARGV[3])
+local m = tonumber(ARGV[8])
 local ids = {}
 local last_new = nil
-local i = 6
+local i = 9 + m
 for e = 1, n do
   local okey = ARGV[i + 5]
   local existing = false
@@ -55,6 +62,31 @@ end
 
 for j = i, #ARGV do
   redis.call('SADD', KEYS[5], ARGV[j])
+end
+
+-- A step is sent before its scheduling is recorded when its input travels in the message; an
+-- outcome that lands first waits in KEYS[8] (see record_outcome) and follows its step_scheduled
+-- entry into the log here, in the order it arrived. A duplicate (its key taken) is dropped.
+local promoted = {}
+if redis.call('EXISTS', KEYS[8]) == 1 then
+  for _, item in ipairs(redis.call('XRANGE', KEYS[8], '-', '+')) do
+    local f = {}
+    for j = 1, #item[2], 2 do f[item[2][j]] = item[2][j + 1] end
+    if redis.call('HEXISTS', KEYS[4], '>' .. f['c']) == 1 then
+      redis.call('XDEL', KEYS[8], item[1])
+      if not redis.call('HGET', KEYS[4], f['o']) then
+        local fields = {'k', f['k'], 'c', f['c'], 'm', f['m']}
+        if f['p'] then
+          fields[7] = 'p'
+          fields[8] = f['p']
+        end
+        local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
+        redis.call('HSET', KEYS[4], f['o'], id)
+        promoted[#promoted + 1] = {id, fields}
+        last_new = id
+      end
+    end
+  end
 end
 
 local now
@@ -85,4 +117,22 @@ if keep then
 end
 
 if ARGV[5] == '' then return ids end
-return {ids, others}
+
+-- Finish the pass here (what finish_pass does) when the caller asked and nothing arrived that
+-- the workflow has not seen: saves the pass its last round trip.
+local finished = 0
+if ARGV[6] ~= '' and #others == 0 and #promoted == 0 then
+  redis.call('DEL', KEYS[5], KEYS[6], KEYS[1], KEYS[7])
+  if ARGV[6] ~= '-' then
+    local fields = {'mode', ARGV[6], 'n', ARGV[7]}
+    for j = 9, 8 + m do
+      fields[#fields + 1] = 'c:' .. ARGV[j]
+      fields[#fields + 1] = '1'
+    end
+    redis.call('HSET', KEYS[7], unpack(fields))
+    local left = redis.call('PTTL', KEYS[2])
+    if left > 0 then redis.call('PEXPIRE', KEYS[7], left) end
+  end
+  finished = 1
+end
+return {ids, others, promoted, finished}
