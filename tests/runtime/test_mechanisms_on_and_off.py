@@ -1,5 +1,6 @@
 """Every performance mechanism gives the same results and the same log with it on and off:
-live workflows, one-hop continuation, the hydration cache, the event cache, inline execution."""
+live workflows, one-hop continuation, the hydration cache, the event cache, inline execution,
+and step inputs in messages (steps sent before the append that finishes the pass)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "one-hop": {"one_hop": True},
     "no hydration cache": {"hydration_cache_bytes": 1},
     "no event cache": {"event_cache_runs": 1},
+    "no inputs in messages": {"message_input_limit": 0},
     "all off": {
         "live_workflows": False,
         "one_hop": False,
         "hydration_cache_bytes": 1,
         "event_cache_runs": 1,
+        "message_input_limit": 0,
     },
 }
 

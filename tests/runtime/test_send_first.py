@@ -1,0 +1,179 @@
+"""Dispatched steps sent before their scheduling is recorded (their input in the message).
+
+The pass sends small steps first and records them in the append that finishes it. These tests
+drive the orderings that makes possible: a step that finishes before that append lands, a pass
+that dies between sending and appending, and inputs too large to travel in a message.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import pytest
+
+from durable_celery import Durable, gather
+from durable_celery.errors import LeaseLost
+from durable_celery.replay.events import STEP_COMPLETED, STEP_SCHEDULED, Event
+from durable_celery.runtime.host import PassHost, PassStats
+from durable_celery.store import MemoryEventStore
+from durable_celery.testing.local import LocalDispatcher, LocalEnvironment
+
+
+def completed_per_cid(history: list[Event]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for event in history:
+        if event.kind == STEP_COMPLETED:
+            counts[event.cid] = counts.get(event.cid, 0) + 1
+    return counts
+
+
+def scheduled_before_completed(history: list[Event]) -> bool:
+    seen: set[str] = set()
+    for event in history:
+        if event.kind == STEP_SCHEDULED:
+            seen.add(event.cid)
+        elif event.kind == STEP_COMPLETED and event.cid not in seen:
+            return False
+    return True
+
+
+class EagerWorker(LocalDispatcher):
+    """Runs each step the moment it is sent: before the pass that sent it has appended."""
+
+    env: LocalEnvironment
+
+    def send_step(self, step: Any, run_id: str, cid: str, entry_id: str, attempt: int,
+                  queue: str | None = None, payload: bytes | None = None) -> None:  # fmt: skip
+        self.sent_steps += 1
+        self.env.runtime.steps.execute(step.name, run_id, cid, entry_id, attempt, payload=payload)
+
+
+def fan_out(durable: Durable) -> Any:
+    @durable.step
+    def square(x: int) -> int:
+        return x * x
+
+    @durable.workflow
+    def squares(n: int) -> int:
+        first = square(1)
+        return first + sum(gather(*(square.defer(i) for i in range(n))))
+
+    return squares
+
+
+def test_a_step_that_finishes_before_its_scheduling_is_recorded_waits_for_it(
+    durable: Durable,
+) -> None:
+    squares = fan_out(durable)
+    dispatcher = EagerWorker()
+    env = LocalEnvironment(durable, step_execution="dispatch", dispatcher=dispatcher)
+    dispatcher.env = env
+    handle = squares.start(4)
+    env.run_until_idle()
+
+    assert handle.result(timeout=0) == 1 + 0 + 1 + 4 + 9
+    history = durable.history(handle.run_id)
+    assert completed_per_cid(history) == {"s1": 1, "s2": 1, "s3": 1, "s4": 1, "s5": 1}
+    assert scheduled_before_completed(history)
+    # Every outcome was parked, then taken by the append that recorded its step: the pass went
+    # on with them, so the run needed a single pass (queued by start()).
+    assert env.passes == 1 and dispatcher.wakes == 1
+
+
+def test_steps_are_sent_with_their_input_and_without_an_entry_id(durable: Durable) -> None:
+    squares = fan_out(durable)
+    env = LocalEnvironment(durable, step_execution="dispatch")
+    handle = squares.start(2)
+    env.step_once()
+    (item,) = env.dispatcher.queue
+    _, name, run_id, cid, entry_id, attempt, payload = item
+    assert name.endswith(".square")
+    assert (run_id, cid, entry_id, attempt) == (handle.run_id, "s1", "", 1)
+    assert payload == durable.history(handle.run_id)[-1].payload  # as recorded in the log
+    assert env.runtime.store.lease_holder(handle.run_id) is None  # the append finished the pass
+    assert not env.runtime.store.wake_pending(handle.run_id)
+    assert env.result(handle) == 2
+
+
+def test_inputs_over_the_limit_are_recorded_first_and_read_by_the_step(durable: Durable) -> None:
+    @durable.step
+    def size(blob: str) -> int:
+        return len(blob)
+
+    @durable.workflow
+    def measure(blob: str) -> int:
+        return size(blob)
+
+    env = LocalEnvironment(durable, step_execution="dispatch", message_input_limit=1000)
+    blob = secrets.token_hex(2500)  # 5000 characters that compress to about half
+    handle = measure.start(blob)
+    env.step_once()
+    (item,) = env.dispatcher.queue
+    scheduled = durable.history(handle.run_id)[-1]
+    assert scheduled.kind == STEP_SCHEDULED
+    assert item[4] == scheduled.entry_id and item[6] is None  # ids only: the step reads the log
+    assert env.result(handle) == 5000
+
+
+def test_a_pass_that_dies_after_sending_is_replayed_and_each_outcome_recorded_once(
+    durable: Durable,
+) -> None:
+    runs: list[int] = []
+
+    @durable.step
+    def square(x: int) -> int:
+        runs.append(x)
+        return x * x
+
+    @durable.workflow
+    def squares(n: int) -> list[int]:
+        return gather(*(square.defer(i) for i in range(n)))
+
+    store = MemoryEventStore()
+    append_and_finish = store.append_and_finish
+    deaths = [1]
+
+    def dies_once(*args: Any, **kwargs: Any) -> Any:
+        if deaths:
+            deaths.pop()
+            raise SystemExit("the worker died between sending the steps and recording them")
+        return append_and_finish(*args, **kwargs)
+
+    store.append_and_finish = dies_once  # type: ignore[method-assign]
+    env = LocalEnvironment(durable, store=store, step_execution="dispatch", lease_timeout=0.05)
+    handle = squares.start(3)
+    with pytest.raises(SystemExit):
+        env.step_once()
+    assert len(env.dispatcher.queue) == 3  # sent, not recorded
+    env.run_until_idle()  # the steps run; their outcomes wait for scheduling that never came
+    assert sorted(runs) == [0, 1, 2]
+    assert completed_per_cid(durable.history(handle.run_id)) == {}
+    assert store.wake_pending(handle.run_id)  # the dead pass's wake is still owed
+
+    time.sleep(0.1)  # past the lease: the sweep sees a lost wake and drives the run again
+    assert env.runtime.sweeper.sweep() == [handle.run_id]
+    assert env.result(handle) == [0, 1, 4]
+    history = durable.history(handle.run_id)
+    assert completed_per_cid(history) == {"s1": 1, "s2": 1, "s3": 1}
+    assert scheduled_before_completed(history)
+    assert sorted(runs) == [0, 0, 1, 1, 2, 2]  # sent again by the replay: at least once
+
+
+def test_a_pass_whose_finished_lease_was_taken_stops_without_writing(durable: Durable) -> None:
+    @durable.workflow
+    def idle() -> None:
+        return None
+
+    env = LocalEnvironment(durable)
+    handle = idle.start()
+    store = env.runtime.store
+    host = PassHost(env.runtime, handle.run_id, "mine", PassStats())
+    host.finished = True
+    assert store.acquire_lease(handle.run_id, "another pass", 10_000)
+    with pytest.raises(LeaseLost):
+        host.retake()
+    store.release_lease(handle.run_id, "another pass")
+    host.retake()  # free again: the pass holds the lease once more and ends with finish_pass
+    assert store.lease_holder(handle.run_id) == "mine" and not host.finished
