@@ -52,7 +52,8 @@ class CeleryDispatcher:
         call: list[Any] = [run_id, cid, entry_id, attempt]
         if payload is not None:
             call.append(base64.b64encode(payload).decode("ascii"))
-        step.task.apply_async(
+        self._send(
+            step.task,
             kwargs={DURABLE_KWARG: call},
             task_id=task_id,
             # Given, Celery skips its saferepr of the arguments (a tenth of a publish's cost);
@@ -61,6 +62,17 @@ class CeleryDispatcher:
             kwargsrepr=f"{{run: {run_id}, step: {cid}, attempt: {attempt}}}",
             **options,
         )
+
+    def _send(self, task: Any, **options: Any) -> None:
+        """Publish through ``app.send_task``: Celery's routing, signals and retry policy, without
+        what a call from user code needs. The outcome is in the log, so no result is stored or
+        subscribed to (``ignore_result``), and no AsyncResult is added to the task running now
+        (a step continuing its run would collect one per step). Under ``task_always_eager``,
+        the task's own ``apply_async`` runs it in place, as that setting asks."""
+        if self.app.conf.task_always_eager:
+            task.apply_async(**options)
+            return
+        self.app.send_task(task.name, ignore_result=True, add_to_parent=False, **options)
 
     def revoke(self, task_ids: list[str]) -> None:
         if task_ids:
@@ -72,7 +84,7 @@ class CeleryDispatcher:
             options["queue"] = self.orchestrator_queue
         if countdown:
             options["countdown"] = countdown
-        self.orchestrate_task.apply_async((run_id,), argsrepr=repr((run_id,)), **options)
+        self._send(self.orchestrate_task, args=(run_id,), argsrepr=repr((run_id,)), **options)
 
     def consumes(self, step: StepDefinition[Any, Any]) -> bool:
         consumed = self.app.amqp.queues.consume_from or self.app.amqp.queues

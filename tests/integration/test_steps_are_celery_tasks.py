@@ -208,3 +208,38 @@ def test_two_durable_apps_in_one_process_keep_their_own_tasks(make_app: AppFacto
     with run_worker(second_app, concurrency=2):
         assert flow.start().result(timeout=15) == "second"
     assert first_step() == "first"
+
+
+def test_durable_messages_store_no_task_results_even_when_the_app_keeps_them(
+    make_app: AppFactory, key_prefix: str, redis_url: str
+) -> None:
+    """The outcome is in the log: a dispatched step or a pass writes nothing to the result
+    backend (Celery's default, task_ignore_result=False, would store "recorded" per step)."""
+    results_prefix = f"{key_prefix}:results:"
+    app, durable = make_app(
+        durable_step_execution="dispatch",
+        result_backend=redis_url,
+        result_backend_transport_options={"global_keyprefix": results_prefix},
+        task_ignore_result=False,
+    )
+
+    @durable.step
+    def double(x: int) -> int:
+        return 2 * x
+
+    @durable.step
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @durable.workflow
+    def compute(x: int) -> int:
+        return add(double(x), 1)
+
+    client = redis.Redis.from_url(redis_url)
+    with run_worker(app, concurrency=2):
+        assert compute.start(20).result(timeout=15) == 41
+        # A plain call of the same task still stores its result, as the app asks.
+        assert add.task.delay(2, 3).get(timeout=15) == 5
+    stored = sorted(k.decode() for k in client.scan_iter(match=f"{results_prefix}*"))
+    client.close()
+    assert len(stored) == 1 and stored[0].startswith(f"{results_prefix}celery-task-meta-")
