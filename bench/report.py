@@ -187,7 +187,8 @@ def _table(rows: list[list[str]]) -> str:
 def render(results: Results, meta: dict[str, Any]) -> str:
     out = [f"durable_celery bench  {meta['when']}  redis {meta['redis_version']} at "
            f"{meta['redis']}  repeat={meta['repeat']}  cpus={meta['cpus']}  "
-           f"load {meta['load_before']} -> {meta['load_after']}  package {meta['git']}", ""]
+           f"load {meta['load_before']} -> {meta['load_after']}  package {meta['git']}",
+           f"placement: {meta.get('placement', 'free')}", ""]
     for group, title in GROUP_TITLES.items():
         rows = [r for r in results.values() if r.group == group]
         if not rows:
