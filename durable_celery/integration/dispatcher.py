@@ -42,16 +42,17 @@ class CeleryDispatcher:
         attempt: int,
         queue: str | None = None,
         payload: bytes | None = None,
+        identity: str | None = None,
     ) -> None:
         """``payload``: the step's encoded input, sent with the message (``entry_id`` is then
-        "": the step runs without reading the log, and records its outcome as ``early``)."""
+        "" and ``identity`` names the call: the step runs without reading the log)."""
         task_id = f"{run_id}:{cid}" if attempt == 1 else f"{run_id}:{cid}:{attempt}"
         options = message_options(step)
         if queue:
             options["queue"] = queue
         call: list[Any] = [run_id, cid, entry_id, attempt]
         if payload is not None:
-            call.append(base64.b64encode(payload).decode("ascii"))
+            call += [base64.b64encode(payload).decode("ascii"), identity or ""]
         self._send(
             step.task,
             kwargs={DURABLE_KWARG: call},

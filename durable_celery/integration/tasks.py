@@ -62,6 +62,7 @@ def register_step_task(app: Celery, durable: Durable, step: StepDefinition[Any, 
             return fn(*args, **kwargs)  # a plain call: `step.task.delay(...)`
         run_id, cid, entry_id, attempt, *rest = durable_call
         payload = base64.b64decode(rest[0]) if rest and rest[0] is not None else None
+        identity = str(rest[1]) if len(rest) > 1 else None
         request = app.current_task.request if app.current_task is not None else None
         delivery = getattr(request, "delivery_info", None) or {}
         return durable.runtime.steps.execute(
@@ -72,6 +73,7 @@ def register_step_task(app: Celery, durable: Durable, step: StepDefinition[Any, 
             int(attempt),
             payload=payload,
             redelivered=bool(delivery.get("redelivered")),
+            identity=identity,
         )
 
     # Not functools.wraps: Celery checks call arguments against __wrapped__'s signature, and

@@ -22,9 +22,11 @@ class Dispatcher(Protocol):
         attempt: int,
         queue: str | None = None,
         payload: bytes | None = None,
+        identity: str | None = None,
     ) -> None:
         """Send one attempt of a step as a Celery task: ids, and the encoded input when
-        ``payload`` is given (else the step reads it from the log)."""
+        ``payload`` is given (else the step reads it from the log), with ``identity``, what the
+        step is called for (``<name>:<argument hash>``)."""
 
     def wake(self, run_id: str, countdown: float | None = None) -> None:
         """Enqueue an orchestrator pass for the run."""

@@ -34,6 +34,7 @@ from ..replay.commands import (
 from ..replay.context import HostFault, ReplayContext
 from ..replay.events import Event, NewEvent
 from ..store.base import WaitFor, lease_lost
+from ..store.entries import call_identity
 from .steps import run_attempt
 
 if TYPE_CHECKING:
@@ -179,6 +180,7 @@ class PassHost:
                     1,
                     events[at].meta.get("q"),
                     payload=events[at].payload or b"",
+                    identity=call_identity(events[at]),
                 )
                 self.stats.dispatched_steps += 1
             return self._append_and_finish(events)

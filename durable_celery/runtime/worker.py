@@ -32,14 +32,16 @@ class StepWorker:
         attempt: int,
         payload: bytes | None = None,
         redelivered: bool = False,
+        identity: str | None = None,
     ) -> str:
         """Run one attempt; record its outcome once; wake the run. Returns what happened.
 
         ``payload``: the input, sent with the message before the pass recorded the step
-        (``entry_id`` is then ""): nothing is read first, and the outcome is recorded ``early``
-        (parked until the step's scheduling is in). A message the broker says it delivers again
-        (``redelivered``) is checked first, so a settled step does not run twice; a duplicate
-        the broker cannot tell runs again, and its outcome is still recorded once.
+        (``entry_id`` is then "", ``identity`` names the call): nothing is read first, and the
+        outcome waits until the step's scheduling is in (see ``record_outcome``). A message the
+        broker says it delivers again (``redelivered``) is checked first, so a settled step does
+        not run twice; a duplicate the broker cannot tell runs again, and its outcome is still
+        recorded once.
         """
         rt = self.rt
         queue: str | None = None
@@ -65,6 +67,7 @@ class StepWorker:
             payload, entry_id = scheduled.payload or b"", scheduled.entry_id
             queue = scheduled.meta.get("q")
         early = not entry_id
+        sent_for = (identity or "?") if early else None  # "?" matches no call: kept, dropped
         step = rt.registry.step(step_name)
         try:
             args, kwargs = rt.codec.decode(payload, Place(run_id, ev.STEP_SCHEDULED, cid))
@@ -87,7 +90,7 @@ class StepWorker:
                 token, ttl_ms = rt.orchestrator.new_token()
                 after = rt.events.last_id(run_id)
                 recorded, start = rt.store.record_and_begin(
-                    run_id, cid, result.outcome, token, ttl_ms, after, early=early
+                    run_id, cid, result.outcome, token, ttl_ms, after, identity=sent_for
                 )
                 if start is not None:
                     report = rt.orchestrator.run_started(run_id, token, after, start)
@@ -95,12 +98,22 @@ class StepWorker:
                         rt.dispatcher.wake(run_id, countdown=report.retry_after)
             else:
                 recorded = rt.store.record_outcome(
-                    run_id, cid, result.outcome, wake=True, early=early
+                    run_id, cid, result.outcome, wake=True, identity=sent_for
                 )
                 if recorded.wake:
                     rt.dispatcher.wake(run_id)
-            if not recorded.created and early:
-                rt.dispatcher.wake(run_id)  # a redelivery: see the read above
+            if early and not recorded.created:
+                if recorded.entry_id:
+                    rt.dispatcher.wake(run_id)  # a redelivery: see the read above
+                else:
+                    log.warning(
+                        "run %s: step %s (%s) was sent for a call the run no longer "
+                        "makes under that id; its outcome is dropped",
+                        run_id,
+                        step_name,
+                        cid,
+                    )
+                    return "dropped"
             return "recorded" if recorded.created else "duplicate"
         assert result.retrying is not None
         # Timer first: a crash between the two leaves a retry without its log line, never a
@@ -108,7 +121,7 @@ class StepWorker:
         # entry_id "" (sent first): the timer finds the entry when it fires.
         rt.timers.schedule_retry(step.name, run_id, cid, attempt + 1, result.delay, entry_id, queue)
         rt.store.record_outcome(
-            run_id, retry_key(cid, attempt), result.retrying, wake=False, early=early
+            run_id, retry_key(cid, attempt), result.retrying, wake=False, identity=sent_for
         )
         return "retrying"
 

@@ -202,7 +202,7 @@ class EventStore(Protocol):
         *,
         wake: bool = True,
         force: bool = False,
-        early: bool = False,
+        identity: str | None = None,
     ) -> OutcomeResult:
         """Append-once under ``key``, and (``wake``) set the wake flag in the same round trip.
         Not fenced: any worker may record an outcome. RunNotFound when the run does not exist.
@@ -210,10 +210,12 @@ class EventStore(Protocol):
         When the run's last pass said what it waits for (``finish_pass(waitfor=...)``), only an
         outcome that meets it sets the flag; ``force`` (control entries) always does.
 
-        ``early``: the step (``event.cid``) was sent before its scheduling was recorded. Until
-        that ``step_scheduled`` entry is in, the outcome is parked (see OutcomeResult) and wakes
-        nothing: the pass that sent the step appends it, or dies and the sweep re-drives the
-        run, whose replay schedules the step again."""
+        ``identity`` (``<name>:<argument hash>``): the step (``event.cid``) was sent for that
+        call before its scheduling was recorded. Until a ``step_scheduled`` entry for the cid is
+        in, the outcome is parked (see OutcomeResult) and wakes nothing: the pass that sent the
+        step appends it, or dies and the sweep re-drives the run, whose replay schedules the
+        step again. When the cid is scheduled for another call (code deployed since replays
+        differently), the outcome is dropped: ``created`` and ``parked`` are False."""
 
     def record_and_begin(
         self,
@@ -224,9 +226,9 @@ class EventStore(Protocol):
         ttl_ms: int,
         after_id: str | None,
         *,
-        early: bool = False,
+        identity: str | None = None,
     ) -> tuple[OutcomeResult, PassStart | None]:
-        """``record_outcome(wake=True, early=early)`` and, when that sets the wake flag,
+        """``record_outcome(wake=True, identity=identity)`` and, when that sets the wake flag,
         ``begin_pass`` in the same round trip: the recording worker then continues the run
         itself (one hop).
 

@@ -32,6 +32,8 @@ __all__ = [
     "encode_timer",
     "event_args",
     "outcome_key",
+    "call_identity",
+    "identity_key",
     "own_entries",
     "scheduled_key",
     "split_lease",
@@ -68,6 +70,20 @@ def outcome_key(event: NewEvent) -> str:
 def scheduled_key(cid: str) -> str:
     """The outcomes-hash key of a step's ``step_scheduled`` entry."""
     return f">{cid}"
+
+
+def call_identity(event: NewEvent) -> str:
+    """What a ``step_scheduled`` entry calls, ``<name>:<argument hash>`` ("" for other kinds):
+    an outcome of a step sent before its scheduling was recorded enters the log only after an
+    entry for the same call (see ``record_outcome``)."""
+    if event.kind != STEP_SCHEDULED:
+        return ""
+    return f"{event.meta.get('name', '')}:{event.meta.get('h', '')}"
+
+
+def identity_key(cid: str) -> str:
+    """The outcomes-hash key holding the identity of the call scheduled under ``cid``."""
+    return f"={cid}"
 
 
 def event_args(event: NewEvent) -> list[str | bytes]:

@@ -35,11 +35,13 @@ from .base import (
     run_not_found,
 )
 from .entries import (
+    call_identity,
     check_entry_id,
     check_extra,
     decode_entry,
     decode_run,
     encode_fields,
+    identity_key,
     outcome_key,
     scheduled_key,
 )
@@ -69,9 +71,9 @@ class _Run:
     expires_ms: int | None = None  # set when it finished with a retention
     #: What the suspended workflow waits for: [mode, missing, set of cids] (see finish_pass).
     waitfor: list[Any] | None = None
-    #: Outcomes of steps sent before their scheduling was recorded: (fields, key) in arrival
-    #: order, until the step_scheduled entry comes (see record_outcome).
-    early: list[tuple[dict[str, bytes], str]] = field(default_factory=list)
+    #: Outcomes of steps sent before their scheduling was recorded: (fields, key, identity of
+    #: the call) in arrival order, until the step_scheduled entry comes (see record_outcome).
+    early: list[tuple[dict[str, bytes], str, str]] = field(default_factory=list)
 
     def append(self, fields: dict[str, bytes], now: int) -> str:
         # Like XADD *: the wall clock in ms, but never going back within one stream.
@@ -244,7 +246,7 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
     ) -> list[str]:
         retention = retention_for(status, retention_ms)
         keys.validate_run_id(run_id)
-        fields = [(encode_fields(e), outcome_key(e)) for e in events]  # fail before writing
+        fields = [_fields(e) for e in events]  # fail before writing
         with self._cond:
             return self._append(run_id, token, fields, status, outbox, retention)
 
@@ -263,7 +265,7 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
         keys.validate_run_id(run_id)
         if after_id is not None:
             check_entry_id(after_id)
-        fields = [(encode_fields(e), outcome_key(e)) for e in events]
+        fields = [_fields(e) for e in events]
         with self._cond:
             ids = self._append(run_id, token, fields, status, outbox, retention)
             return ids, self._after(run_id, after_id)
@@ -280,7 +282,7 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
         keys.validate_run_id(run_id)
         if after_id is not None:
             check_entry_id(after_id)
-        fields = [(encode_fields(e), outcome_key(e)) for e in events]
+        fields = [_fields(e) for e in events]
         with self._cond:
             before = self._after(run_id, after_id)  # others' entries, read before the batch
             ids = self._append(run_id, token, fields, None, (), None)
@@ -302,7 +304,7 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
         self,
         run_id: str,
         token: str,
-        fields: list[tuple[dict[str, bytes], str]],
+        fields: list[tuple[dict[str, bytes], str, str]],
         status: str | None,
         outbox: Sequence[str],
         retention: int | None,
@@ -315,7 +317,7 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
         lease.expires = time.monotonic() + lease.ttl_ms / 1000
         ids: list[str] = []
         appended = False
-        for entry, okey in fields:
+        for entry, okey, identity in fields:
             existing = run.outcomes.get(okey) if okey else None
             if existing is not None:
                 ids.append(existing)
@@ -324,6 +326,8 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
             entry_id = run.append(entry, self.now_ms())
             if okey:
                 run.outcomes[okey] = entry_id
+            if identity:
+                run.outcomes[identity_key(entry["c"].decode())] = identity
             ids.append(entry_id)
             appended = True
         run.outbox.update(outbox)
@@ -341,11 +345,14 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
     def _promote(self, run: _Run) -> bool:
         """Move early outcomes whose step is now scheduled into the log (as the script does)."""
         moved = False
-        waiting: list[tuple[dict[str, bytes], str]] = []
-        for fields, okey in run.early:
-            if scheduled_key(fields["c"].decode()) not in run.outcomes:
-                waiting.append((fields, okey))
-            elif okey not in run.outcomes:
+        waiting: list[tuple[dict[str, bytes], str, str]] = []
+        for fields, okey, identity in run.early:
+            call = run.outcomes.get(identity_key(fields["c"].decode()))
+            if okey in run.outcomes or (call is not None and call != identity):
+                continue  # a duplicate, or the cid is another call's now: dropped
+            if call is None:
+                waiting.append((fields, okey, identity))
+            else:
                 run.outcomes[okey] = run.append(fields, self.now_ms())
                 moved = True
         run.early = waiting
@@ -359,7 +366,7 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
         *,
         wake: bool = True,
         force: bool = False,
-        early: bool = False,
+        identity: str | None = None,
     ) -> OutcomeResult:
         keys.validate_run_id(run_id)
         fields = encode_fields(event)
@@ -370,9 +377,13 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
                 return OutcomeResult(existing, created=False, wake=False)
             if run is None:
                 raise run_not_found(run_id)
-            if early and scheduled_key(event.cid) not in run.outcomes:
-                run.early.append((fields, key))
-                return OutcomeResult("", created=True, wake=False, parked=True)
+            if identity:
+                call = run.outcomes.get(identity_key(event.cid))
+                if call is None:
+                    run.early.append((fields, key, identity))
+                    return OutcomeResult("", created=True, wake=False, parked=True)
+                if call != identity:
+                    return OutcomeResult("", created=False, wake=False)
             entry_id = run.append(fields, self.now_ms())
             run.outcomes[key] = entry_id
             finished = run.meta.get("status") in TERMINAL_STATUSES
@@ -396,10 +407,10 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
         ttl_ms: int,
         after_id: str | None,
         *,
-        early: bool = False,
+        identity: str | None = None,
     ) -> tuple[OutcomeResult, PassStart | None]:
         with self._cond:  # one atomic operation, as the Lua script is
-            outcome = self.record_outcome(run_id, key, event, wake=True, early=early)
+            outcome = self.record_outcome(run_id, key, event, wake=True, identity=identity)
             if not outcome.wake:
                 return outcome, None
             return outcome, self.begin_pass(run_id, token, ttl_ms, after_id)
@@ -486,6 +497,11 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+
+def _fields(event: NewEvent) -> tuple[dict[str, bytes], str, str]:
+    """What the append script gets per event: the entry, its append-once key, what it calls."""
+    return encode_fields(event), outcome_key(event), call_identity(event)
 
 
 def _needed(run: _Run, cid: str) -> bool:

@@ -33,6 +33,7 @@ from .base import (
     run_not_found,
 )
 from .entries import (
+    call_identity,
     check_entry_id,
     check_extra,
     decode_due,
@@ -52,7 +53,14 @@ __all__ = ["RedisEventStore"]
 
 _LEASE_LOST = -1
 _NO_RUN = -2
-_PARKED = 2  # the "created" slot of a record script's reply: kept early (see record_outcome)
+# The "created" slot of a record script's reply for a step sent first: its outcome was kept
+# early, or dropped (its cid is scheduled for another call). See record_outcome.
+_PARKED = 2
+_DROPPED = 3
+
+
+def _early(code: int) -> OutcomeResult:
+    return OutcomeResult("", code == _PARKED, False, parked=code == _PARKED)
 
 
 def _text(value: bytes | str) -> str:
@@ -275,7 +283,7 @@ class RedisEventStore(RedisExternalEvents):
         args: list[Any] = [token, status or "", len(events), retention or "", read_after]
         args += [mode, int(missing), len(cids), *cids]
         for event in events:
-            args += [*event_args(event), outcome_key(event)]
+            args += [*event_args(event), outcome_key(event), call_identity(event)]
         args += outbox
         reply = self._scripts.append_fenced(
             keys=[k.lease, k.log, k.meta, k.outcomes, k.outbox, k.wake, k.waitfor, k.early],
@@ -295,20 +303,20 @@ class RedisEventStore(RedisExternalEvents):
         *,
         wake: bool = True,
         force: bool = False,
-        early: bool = False,
+        identity: str | None = None,
     ) -> OutcomeResult:
         """Raises RunNotFound when the run does not exist (e.g. deleted before a late outcome)."""
         k = self._keys(run_id)
         args = [key, "1" if wake else "0", *event_args(event), "1" if force else "0"]
-        args.append("1" if early else "0")
+        args.append(identity or "")
         reply = self._scripts.record_outcome(
             keys=[k.meta, k.outcomes, k.log, k.wake, k.waitfor, k.early], args=args
         )
         if reply == _NO_RUN:
             raise run_not_found(run_id)
         entry_id, created, woke = reply
-        if created == _PARKED:
-            return OutcomeResult("", True, False, parked=True)
+        if created in (_PARKED, _DROPPED):
+            return _early(created)
         return OutcomeResult(_text(entry_id), created == 1, woke == 1)
 
     def record_and_begin(
@@ -320,20 +328,20 @@ class RedisEventStore(RedisExternalEvents):
         ttl_ms: int,
         after_id: str | None,
         *,
-        early: bool = False,
+        identity: str | None = None,
     ) -> tuple[OutcomeResult, PassStart | None]:
         check_lease_args(token, ttl_ms)
         k = self._keys(run_id)
         after = "-" if after_id is None else check_entry_id(after_id)
-        args = [key, *event_args(event)[:5], token, int(ttl_ms), after, "1" if early else "0"]
+        args = [key, *event_args(event)[:5], token, int(ttl_ms), after, identity or ""]
         reply = self._scripts.record_and_begin(
             keys=[k.meta, k.outcomes, k.log, k.wake, k.waitfor, k.lease, k.outbox, k.early],
             args=args,
         )
         if reply == _NO_RUN:
             raise run_not_found(run_id)
-        if reply[1] == _PARKED:
-            return OutcomeResult("", True, False, parked=True), None
+        if reply[1] in (_PARKED, _DROPPED):
+            return _early(reply[1]), None
         outcome = OutcomeResult(_text(reply[0]), reply[1] == 1, reply[2] == 1)
         if not outcome.wake:
             return outcome, None

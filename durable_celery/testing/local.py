@@ -48,9 +48,10 @@ class LocalDispatcher:
         attempt: int,
         queue: str | None = None,
         payload: bytes | None = None,
+        identity: str | None = None,
     ) -> None:
         self.sent_steps += 1
-        self.queue.append(("step", step.name, run_id, cid, entry_id, attempt, payload))
+        self.queue.append(("step", step.name, run_id, cid, entry_id, attempt, payload, identity))
 
     def wake(self, run_id: str, countdown: float | None = None) -> None:
         self.wakes += 1
@@ -121,10 +122,17 @@ class LocalEnvironment:
             if report.status == "busy":
                 self.dispatcher.queue.append(item)
         else:
-            _, name, run_id, cid, entry_id, attempt, payload, *flags = item
+            _, name, run_id, cid, entry_id, attempt, payload, identity, *flags = item
             self.step_attempts += 1
             self.runtime.steps.execute(
-                name, run_id, cid, entry_id, attempt, payload=payload, redelivered=bool(flags)
+                name,
+                run_id,
+                cid,
+                entry_id,
+                attempt,
+                payload=payload,
+                redelivered=bool(flags),
+                identity=identity,
             )
 
     def result(self, handle: RunHandle) -> Any:

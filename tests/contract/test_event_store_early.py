@@ -2,7 +2,8 @@
 
 A pass sends a step whose input travels in its message, then records ``step_scheduled`` in the
 append that finishes the pass (``append_and_finish``). An outcome that lands before that entry
-is parked (``early=True``) and follows it into the log. Runs on every store kind.
+is parked (``identity=`` the call it was sent for) and follows an entry for that call into the
+log. Runs on every store kind.
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ from .support import finish, last_id, make_run
 pytestmark = pytest.mark.timeout(60)
 
 
-def scheduled(cid: str) -> NewEvent:
-    return NewEvent(STEP_SCHEDULED, cid, {"name": "charge"}, b"input-" + cid.encode())
+def scheduled(cid: str, h: str = "h1") -> NewEvent:
+    return NewEvent(STEP_SCHEDULED, cid, {"name": "charge", "h": h}, b"input-" + cid.encode())
+
+
+CHARGE = "charge:h1"  # the identity of scheduled(cid): <name>:<argument hash>
 
 
 def completed(cid: str, value: bytes = b"ok") -> NewEvent:
@@ -43,7 +47,7 @@ def test_an_early_outcome_waits_unseen_until_its_step_is_scheduled_then_follows_
     make_run(store)
     finish(store)  # the run's first pass: its wake flag is clear now
     start = last_id(store, "r1")
-    parked = store.record_outcome("r1", "s1", completed("s1", b"paid"), early=True)
+    parked = store.record_outcome("r1", "s1", completed("s1", b"paid"), identity=CHARGE)
     assert parked.parked and parked.created and not parked.wake
     assert kinds(store, start) == []  # not in the log: the step is not scheduled yet
     assert store.outcome_id("r1", "s1") is None
@@ -53,6 +57,7 @@ def test_an_early_outcome_waits_unseen_until_its_step_is_scheduled_then_follows_
     ids, entries = store.append_fenced_and_read("r1", "t", [scheduled("s1")], after_id=start)
     assert [(e.kind, e.cid) for e in entries] == [(STEP_SCHEDULED, "s1"), (STEP_COMPLETED, "s1")]
     assert entries[0].entry_id == ids[0] == store.outcome_id("r1", ">s1")
+    assert store.outcome_id("r1", "=s1") == CHARGE
     assert entries[1].payload == b"paid" and entries[1].meta == {"ms": 1}
     assert store.outcome_id("r1", "s1") == entries[1].entry_id
     assert store.read_since("r1", start) == entries  # what the caller got is the log
@@ -65,7 +70,7 @@ def test_an_early_outcome_of_a_step_already_scheduled_is_recorded_at_once(
     assert store.acquire_lease("r1", "t", 10_000)
     store.append_fenced("r1", "t", [scheduled("s1")])
     assert store.finish_pass("r1", "t", last_id(store, "r1"))
-    recorded = store.record_outcome("r1", "s1", completed("s1"), early=True)
+    recorded = store.record_outcome("r1", "s1", completed("s1"), identity=CHARGE)
     assert recorded.created and recorded.wake and not recorded.parked
     assert store.outcome_id("r1", "s1") == recorded.entry_id
 
@@ -76,10 +81,10 @@ def test_early_outcomes_of_one_step_enter_once_and_in_the_order_they_arrived(
     make_run(store)
     start = last_id(store, "r1")
     retrying = NewEvent(STEP_RETRYING, "s1", {"attempt": 1}, b"boom")
-    assert store.record_outcome("r1", "s1@1", retrying, wake=False, early=True).parked
-    assert store.record_outcome("r1", "s1", completed("s1", b"first"), early=True).parked
-    assert store.record_outcome("r1", "s1", completed("s1", b"again"), early=True).parked
-    assert store.record_outcome("r1", "s2", completed("s2"), early=True).parked
+    assert store.record_outcome("r1", "s1@1", retrying, wake=False, identity=CHARGE).parked
+    assert store.record_outcome("r1", "s1", completed("s1", b"first"), identity=CHARGE).parked
+    assert store.record_outcome("r1", "s1", completed("s1", b"again"), identity=CHARGE).parked
+    assert store.record_outcome("r1", "s2", completed("s2"), identity=CHARGE).parked
 
     assert store.acquire_lease("r1", "t", 10_000)
     _, entries = store.append_fenced_and_read("r1", "t", [scheduled("s1")], after_id=start)
@@ -103,7 +108,7 @@ def test_record_and_begin_parks_an_early_outcome_and_takes_no_lease(store: Event
     make_run(store)
     finish(store)
     outcome, start = store.record_and_begin(
-        "r1", "s1", completed("s1"), "worker", 10_000, None, early=True
+        "r1", "s1", completed("s1"), "worker", 10_000, None, identity=CHARGE
     )
     assert outcome.parked and start is None
     assert store.lease_holder("r1") is None
@@ -164,7 +169,7 @@ def test_append_and_finish_keeps_the_pass_when_it_promoted_an_early_outcome(
     make_run(store)  # its first pass is queued: the wake flag is set
     assert store.acquire_lease("r1", "t", 10_000)
     after = last_id(store, "r1")
-    assert store.record_outcome("r1", "s1", completed("s1"), early=True).parked
+    assert store.record_outcome("r1", "s1", completed("s1"), identity=CHARGE).parked
     _, entries, finished = store.append_and_finish(
         "r1", "t", [scheduled("s1")], after_id=after, waitfor=WaitFor("any", ("s1",))
     )
@@ -183,3 +188,25 @@ def test_append_and_finish_without_the_lease_writes_nothing(store: EventStore) -
         )
     assert store.read_since("r1", None) == before
     assert store.lease_holder("r1") == "holder"
+
+
+def test_an_early_outcome_for_another_call_under_the_same_cid_is_dropped(
+    store: EventStore,
+) -> None:
+    """A pass sent s1 for one call and died; code deployed since replays the run and schedules
+    s1 for another call: the first outcome must never answer the second call."""
+    make_run(store)
+    start = last_id(store, "r1")
+    assert store.record_outcome("r1", "s1", completed("s1", b"old"), identity=CHARGE).parked
+    assert store.acquire_lease("r1", "t", 10_000)
+    _, entries = store.append_fenced_and_read("r1", "t", [scheduled("s1", h="h2")], after_id=start)
+    assert [(e.kind, e.cid) for e in entries] == [(STEP_SCHEDULED, "s1")]  # nothing promoted
+    assert store.outcome_id("r1", "s1") is None
+    # The late outcome of the old call is refused; the new call's own outcome is recorded.
+    late = store.record_outcome("r1", "s1", completed("s1", b"old"), identity=CHARGE)
+    assert not late.created and not late.parked and late.entry_id == ""
+    mine = store.record_outcome("r1", "s1", completed("s1", b"new"), identity="charge:h2")
+    assert mine.created and not mine.parked
+    assert [e.payload for e in store.read_since("r1", start) if e.kind == STEP_COMPLETED] == [
+        b"new"
+    ]

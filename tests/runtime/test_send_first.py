@@ -45,9 +45,12 @@ class EagerWorker(LocalDispatcher):
     env: LocalEnvironment
 
     def send_step(self, step: Any, run_id: str, cid: str, entry_id: str, attempt: int,
-                  queue: str | None = None, payload: bytes | None = None) -> None:  # fmt: skip
+                  queue: str | None = None, payload: bytes | None = None,
+                  identity: str | None = None) -> None:  # fmt: skip
         self.sent_steps += 1
-        self.env.runtime.steps.execute(step.name, run_id, cid, entry_id, attempt, payload=payload)
+        self.env.runtime.steps.execute(
+            step.name, run_id, cid, entry_id, attempt, payload=payload, identity=identity
+        )
 
 
 def fan_out(durable: Durable) -> Any:
@@ -88,8 +91,10 @@ def test_steps_are_sent_with_their_input_and_without_an_entry_id(durable: Durabl
     handle = squares.start(2)
     env.step_once()
     (item,) = env.dispatcher.queue
-    _, name, run_id, cid, entry_id, attempt, payload = item
+    _, name, run_id, cid, entry_id, attempt, payload, identity = item
     assert name.endswith(".square")
+    scheduled = durable.history(handle.run_id)[-1]
+    assert identity == f"{name}:{scheduled.meta['h']}"
     assert (run_id, cid, entry_id, attempt) == (handle.run_id, "s1", "", 1)
     assert payload == durable.history(handle.run_id)[-1].payload  # as recorded in the log
     assert env.runtime.store.lease_holder(handle.run_id) is None  # the append finished the pass
@@ -177,3 +182,50 @@ def test_a_pass_whose_finished_lease_was_taken_stops_without_writing(durable: Du
     store.release_lease(handle.run_id, "another pass")
     host.retake()  # free again: the pass holds the lease once more and ends with finish_pass
     assert store.lease_holder(handle.run_id) == "mine" and not host.finished
+
+
+def test_an_orphan_outcome_never_answers_another_call_after_a_deploy(durable: Durable) -> None:
+    """A pass sends s1 = charge(5) and dies before recording it; the code deployed before the
+    replay calls refund(5) first. The orphan charge ran (at least once), but its outcome must
+    not become refund's: the log shows refund's own."""
+    deployed = {"new": False}
+
+    @durable.step
+    def charge(x: int) -> str:
+        return f"charged {x}"
+
+    @durable.step
+    def refund(x: int) -> str:
+        return f"refunded {x}"
+
+    @durable.workflow(name="pay")
+    def pay(x: int) -> str:
+        return refund(x) if deployed["new"] else charge(x)
+
+    store = MemoryEventStore()
+    append_and_finish = store.append_and_finish
+    deaths = [1]
+
+    def dies_once(*args: Any, **kwargs: Any) -> Any:
+        if deaths:
+            deaths.pop()
+            raise SystemExit("the worker died between sending the step and recording it")
+        return append_and_finish(*args, **kwargs)
+
+    store.append_and_finish = dies_once  # type: ignore[method-assign]
+    env = LocalEnvironment(durable, store=store, step_execution="dispatch", lease_timeout=0.05)
+    handle = pay.start(5)
+    with pytest.raises(SystemExit):
+        env.step_once()
+    env.run_until_idle()  # the orphan charge runs; its outcome waits for a scheduling
+    deployed["new"] = True
+    time.sleep(0.1)
+    assert env.runtime.sweeper.sweep() == [handle.run_id]
+    assert env.result(handle) == "refunded 5"
+    history = durable.history(handle.run_id)
+    assert [(e.kind, e.cid) for e in history if e.kind.startswith("step_")] == [
+        (STEP_SCHEDULED, "s1"),
+        (STEP_COMPLETED, "s1"),
+    ]
+    scheduled = next(e for e in history if e.kind == STEP_SCHEDULED)
+    assert str(scheduled.meta["name"]).endswith("refund")

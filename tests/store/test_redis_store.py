@@ -47,7 +47,9 @@ def test_every_key_a_run_touches_is_in_its_slot_and_globals_are_outside(
     redis_store.append_fenced("r1", "t", [NewEvent(STEP_SCHEDULED, "s2")], outbox=["s2"])
     redis_store.record_outcome("r1", "s1", NewEvent(STEP_COMPLETED, "s1"))
     # A step sent before its scheduling is recorded: its outcome waits in the early stream.
-    parked = redis_store.record_outcome("r1", "s3", NewEvent(STEP_COMPLETED, "s3"), early=True)
+    parked = redis_store.record_outcome(
+        "r1", "s3", NewEvent(STEP_COMPLETED, "s3"), identity="step:h"
+    )
     assert parked.parked
     redis_store.request_wake("r1")
     redis_store.add_timer("timer", "r1", "t1", 60_000, {})

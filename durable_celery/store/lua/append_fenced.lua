@@ -8,8 +8,9 @@
 --   run), "all" / "any" = yes, waking only for the listed outcomes (see finish_pass)
 -- ARGV[7] for "all": how many of them are still missing  ARGV[8] m, how many cids follow
 -- ARGV[9 .. 8+m] the cids the suspended workflow waits on
--- then per event (6 slots): kind, cid, packed meta, "1"/"0" has payload, payload, outcome key
---   (outcome key "" = not append-once; ">cid" for a step_scheduled entry)
+-- then per event (7 slots): kind, cid, packed meta, "1"/"0" has payload, payload, outcome key
+--   (outcome key "" = not append-once; ">cid" for a step_scheduled entry), and for a
+--   step_scheduled entry the identity of the call ("<name>:<argument hash>"), kept as "=cid"
 -- then the outbox members to add
 -- Returns the entry ids (for an outcome already recorded: the existing id, nothing appended),
 -- or, when reading, {ids, entries after ARGV[5] appended by others before this batch, entries
@@ -54,10 +55,11 @@ for e = 1, n do
     local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
     -- Recorded in the same script as the append: a second outcome for the key cannot slip in.
     if okey ~= '' then redis.call('HSET', KEYS[4], okey, id) end
+    if ARGV[i + 6] ~= '' then redis.call('HSET', KEYS[4], '=' .. ARGV[i + 1], ARGV[i + 6]) end
     ids[e] = id
     last_new = id
   end
-  i = i + 6
+  i = i + 7
 end
 
 for j = i, #ARGV do
@@ -66,25 +68,29 @@ end
 
 -- A step is sent before its scheduling is recorded when its input travels in the message; an
 -- outcome that lands first waits in KEYS[8] (see record_outcome) and follows its step_scheduled
--- entry into the log here, in the order it arrived. A duplicate (its key taken) is dropped.
+-- entry into the log here, in the order it arrived, when that entry is for the same call (its
+-- identity, "=cid"). Dropped: a duplicate (its key taken), and an outcome for a call the run
+-- no longer makes under that cid (the pass that sent it died, and code deployed since replays
+-- differently).
 local promoted = {}
 if redis.call('EXISTS', KEYS[8]) == 1 then
   for _, item in ipairs(redis.call('XRANGE', KEYS[8], '-', '+')) do
     local f = {}
     for j = 1, #item[2], 2 do f[item[2][j]] = item[2][j + 1] end
-    if redis.call('HEXISTS', KEYS[4], '>' .. f['c']) == 1 then
+    local call = redis.call('HGET', KEYS[4], '=' .. f['c'])
+    if redis.call('HEXISTS', KEYS[4], f['o']) == 1 or (call and call ~= f['x']) then
       redis.call('XDEL', KEYS[8], item[1])
-      if not redis.call('HGET', KEYS[4], f['o']) then
-        local fields = {'k', f['k'], 'c', f['c'], 'm', f['m']}
-        if f['p'] then
-          fields[7] = 'p'
-          fields[8] = f['p']
-        end
-        local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
-        redis.call('HSET', KEYS[4], f['o'], id)
-        promoted[#promoted + 1] = {id, fields}
-        last_new = id
+    elseif call then
+      redis.call('XDEL', KEYS[8], item[1])
+      local fields = {'k', f['k'], 'c', f['c'], 'm', f['m']}
+      if f['p'] then
+        fields[7] = 'p'
+        fields[8] = f['p']
       end
+      local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
+      redis.call('HSET', KEYS[4], f['o'], id)
+      promoted[#promoted + 1] = {id, fields}
+      last_new = id
     end
   end
 end

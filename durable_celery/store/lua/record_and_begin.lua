@@ -6,26 +6,31 @@
 -- ARGV[1] append-once key  ARGV[2] kind  ARGV[3] cid  ARGV[4] packed meta
 -- ARGV[5] "1"/"0" has payload  ARGV[6] payload  ARGV[7] lease token  ARGV[8] lease ttl ms
 -- ARGV[9] read after: "-" = the whole log, else an entry id
--- ARGV[10] "1": keep the outcome early when its step is not scheduled yet (see record_outcome)
+-- ARGV[10] the identity of the call a step sent first was sent for ("" otherwise): see
+--   record_outcome
 -- KEYS[8] early
 -- Returns {entry id, created 1/0, woke 1/0, acquired 1/0, outbox, entries after ARGV[9]} (the
--- last three only when woke; {"", 2, 0, 0} when kept early); -2 when the run does not exist.
+-- last three only when woke; {"", 2, 0, 0} when kept early, {"", 3, 0, 0} when dropped); -2 when the run does not exist.
 local unpack = unpack or table.unpack
 
 local existing = redis.call('HGET', KEYS[2], ARGV[1])
 if existing then return {existing, 0, 0, 0} end
 if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
 
-if ARGV[10] == '1' and redis.call('HEXISTS', KEYS[2], '>' .. ARGV[3]) == 0 then
-  local early = {'k', ARGV[2], 'c', ARGV[3], 'm', ARGV[4], 'o', ARGV[1]}
-  if ARGV[5] == '1' then
-    early[9] = 'p'
-    early[10] = ARGV[6]
+if ARGV[10] ~= '' then
+  local call = redis.call('HGET', KEYS[2], '=' .. ARGV[3])
+  if not call then
+    local early = {'k', ARGV[2], 'c', ARGV[3], 'm', ARGV[4], 'o', ARGV[1], 'x', ARGV[10]}
+    if ARGV[5] == '1' then
+      early[11] = 'p'
+      early[12] = ARGV[6]
+    end
+    redis.call('XADD', KEYS[8], '*', unpack(early))
+    local left = redis.call('PTTL', KEYS[1])
+    if left > 0 then redis.call('PEXPIRE', KEYS[8], left) end
+    return {'', 2, 0, 0}
   end
-  redis.call('XADD', KEYS[8], '*', unpack(early))
-  local left = redis.call('PTTL', KEYS[1])
-  if left > 0 then redis.call('PEXPIRE', KEYS[8], left) end
-  return {'', 2, 0, 0}
+  if call ~= ARGV[10] then return {'', 3, 0, 0} end
 end
 
 local fields = {'k', ARGV[2], 'c', ARGV[3], 'm', ARGV[4]}

@@ -3,10 +3,13 @@
 -- ARGV[1] append-once key  ARGV[2] "1" to set the wake flag  ARGV[3] kind  ARGV[4] cid
 -- ARGV[5] packed meta  ARGV[6] "1"/"0" has payload  ARGV[7] payload
 -- ARGV[8] "1": wake whatever the run waits for (control entries)  KEYS[5] waitfor
--- ARGV[9] "1": a step sent before its scheduling was recorded: until the step_scheduled entry
---   (outcome key ">cid") is in, the outcome waits in KEYS[6] (early), without waking the run
---   (the pass that sent the step is running, or died and the sweep re-drives the run)
--- Returns {entry id, created 1/0, woke 1/0} ({"", 2, 0} when kept early); -2 when the run does not exist (a late outcome
+-- ARGV[9] for a step sent before its scheduling was recorded, the identity of the call it was
+--   sent for ("<name>:<argument hash>"; "" otherwise): until a step_scheduled entry for that cid
+--   is in ("=cid"), the outcome waits in KEYS[6] (early), without waking the run (the pass that
+--   sent the step is running, or died and the sweep re-drives the run); when the cid is
+--   scheduled for another call, the outcome is dropped (code deployed since replays otherwise)
+-- Returns {entry id, created 1/0, woke 1/0} ({"", 2, 0} when kept early, {"", 3, 0} when
+-- dropped); -2 when the run does not exist (a late outcome
 -- for a deleted run must not recreate an orphan log that nothing would ever delete).
 local unpack = unpack or table.unpack
 
@@ -14,16 +17,20 @@ local existing = redis.call('HGET', KEYS[2], ARGV[1])
 if existing then return {existing, 0, 0} end
 if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
 
-if ARGV[9] == '1' and redis.call('HEXISTS', KEYS[2], '>' .. ARGV[4]) == 0 then
-  local early = {'k', ARGV[3], 'c', ARGV[4], 'm', ARGV[5], 'o', ARGV[1]}
-  if ARGV[6] == '1' then
-    early[9] = 'p'
-    early[10] = ARGV[7]
+if ARGV[9] ~= '' then
+  local call = redis.call('HGET', KEYS[2], '=' .. ARGV[4])
+  if not call then
+    local early = {'k', ARGV[3], 'c', ARGV[4], 'm', ARGV[5], 'o', ARGV[1], 'x', ARGV[9]}
+    if ARGV[6] == '1' then
+      early[11] = 'p'
+      early[12] = ARGV[7]
+    end
+    redis.call('XADD', KEYS[6], '*', unpack(early))
+    local left = redis.call('PTTL', KEYS[1])
+    if left > 0 then redis.call('PEXPIRE', KEYS[6], left) end
+    return {'', 2, 0}
   end
-  redis.call('XADD', KEYS[6], '*', unpack(early))
-  local left = redis.call('PTTL', KEYS[1])
-  if left > 0 then redis.call('PEXPIRE', KEYS[6], left) end
-  return {'', 2, 0}
+  if call ~= ARGV[9] then return {'', 3, 0} end
 end
 
 local fields = {'k', ARGV[3], 'c', ARGV[4], 'm', ARGV[5]}
