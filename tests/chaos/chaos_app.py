@@ -6,17 +6,22 @@
 
 The middle step, ``chaos.slow``, counts its executions in Redis (``INCR``), reports its pid, and
 on its first execution only sleeps long enough to be killed mid-step.
+
+With ``CHAOS_KILL_AFTER_SENDING=<task name>``, the first worker process that publishes a message
+for that task SIGKILLs itself right after the broker has it: a pass that sends a step before
+recording it dies in between.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from typing import Any
 
 import redis
-from celery import Celery
+from celery import Celery, signals
 
 from durable_celery import Durable, current_step
 
@@ -76,8 +81,26 @@ def make_app(
     return app, durable, pipeline
 
 
+def killed_key(prefix: str) -> str:
+    return f"{prefix}:chaos:killed-after-sending"
+
+
+def kill_after_sending(redis_url: str, prefix: str, task_name: str) -> None:
+    """The first process to publish a ``task_name`` message dies at once (SIGKILL), once."""
+    client = redis.Redis.from_url(redis_url)
+
+    def die(sender: str | None = None, **_: Any) -> None:
+        if sender == task_name and client.set(killed_key(prefix), os.getpid(), nx=True):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    signals.after_task_publish.connect(die, weak=False)
+
+
 def _from_environment() -> tuple[Celery, Durable, Any]:
     prefix = os.environ.get("CHAOS_PREFIX", "chaos")
+    victim = os.environ.get("CHAOS_KILL_AFTER_SENDING")
+    if victim:
+        kill_after_sending(os.environ["CHAOS_REDIS_URL"], prefix, victim)
     return make_app(
         os.environ.get("CHAOS_REDIS_URL", "redis://127.0.0.1:6379/0"),
         prefix,

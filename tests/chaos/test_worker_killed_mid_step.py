@@ -88,12 +88,13 @@ class Chaos:
 
 
 @pytest.fixture
-def chaos(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Callable[[str], Chaos]]:
-    """``chaos(execution)``: the chaos app on this test's prefix; every worker stops after."""
+def chaos(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Callable[..., Chaos]]:
+    """``chaos(execution, **env)``: the chaos app on this test's prefix (``env``: more variables
+    for its workers); every worker stops after."""
     workers: list[Worker] = []
     apps: list[tuple[Celery, Durable]] = []
 
-    def make(execution: str) -> Chaos:
+    def make(execution: str, **extra_env: str) -> Chaos:
         queue = f"q-{key_prefix}"
         app, durable, pipeline = chaos_app.make_app(redis_url, key_prefix, queue, execution)
         apps.append((app, durable))
@@ -104,6 +105,7 @@ def chaos(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Callable[
             "CHAOS_QUEUE": queue,
             "CHAOS_EXECUTION": execution,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            **extra_env,
         }
 
         def start_worker() -> Worker:
@@ -195,3 +197,29 @@ def test_a_whole_worker_killed_mid_step_is_recovered_by_a_new_worker(
     assert env.executions("slow") == len(reports) >= 2
     assert reports[0]["pid"] == child and all(r["pid"] != child for r in reports[1:])
     assert_each_step_recorded_once(env.durable.history(handle.run_id))
+
+
+def test_a_worker_killed_between_sending_a_step_and_recording_it_leaves_no_trace(
+    chaos: Callable[..., Chaos],
+) -> None:
+    """The pass that continues the run after chaos.slow sends chaos.after (its input in the
+    message) and is SIGKILLed before its append records the step. The step still runs and its
+    outcome waits; the run's next pass (after the dead pass's lease) schedules the step again,
+    takes that outcome, and the run completes with each outcome recorded once, after its
+    scheduling."""
+    env = chaos("dispatch", CHAOS_KILL_AFTER_SENDING="chaos.after")
+    env.redis.set(chaos_app.executions_key(env.prefix, "slow"), 1)  # slow: no sleep this time
+    worker = env.start_worker()
+    handle = env.pipeline.start(7)
+
+    assert env.result(handle, worker) == expected(7)
+    killed = env.redis.get(chaos_app.killed_key(env.prefix))
+    assert killed is not None and gone(int(killed))  # the kill did happen, in a pool child
+    assert worker.alive()
+    history = env.durable.history(handle.run_id)
+    assert_each_step_recorded_once(history)
+    position = {(e.kind, e.cid): i for i, e in enumerate(history)}
+    for e in history:
+        if e.kind == "step_completed":
+            assert position[("step_scheduled", e.cid)] < position[("step_completed", e.cid)]
+    assert env.executions("after") == len(env.reports("after")) >= 1
