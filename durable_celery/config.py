@@ -69,6 +69,11 @@ class DurableConfig:
     #: pass sends the step before recording it, finishing itself in that same append (see
     #: runtime.host). Larger inputs are read from the log. 0 turns both off.
     message_input_limit: int = 16384
+    #: Seconds after which the dispatched steps of a running run that recorded nothing are sent
+    #: again (same task ids; outcomes are still recorded once). Celery's Redis transport can lose
+    #: a message a worker had taken from the queue when that worker dies. ``None``: the broker's
+    #: ``visibility_timeout`` (default one hour) with a Redis broker, never with others. 0: never.
+    lost_message_timeout: float | None = None
 
     @classmethod
     def from_mapping(cls, conf: Mapping[str, Any], broker_url: str | None = None) -> DurableConfig:
@@ -83,6 +88,8 @@ class DurableConfig:
             values["encryption_keys"] = parse_keyring(values["encryption_keys"])
         if values.get("redis_url") is None and broker_url and _is_redis_url(broker_url):
             values["redis_url"] = broker_url
+        if values.get("lost_message_timeout") is None:
+            values["lost_message_timeout"] = _visibility_timeout(conf, broker_url)
         config = cls(**values)
         config.validate()
         return config
@@ -97,6 +104,11 @@ class DurableConfig:
             raise ConfigurationError(
                 "durable_require_encryption is on but durable_encryption_keys is empty: "
                 "configure at least one 32-byte key"
+            )
+        if self.lost_message_timeout is not None and float(self.lost_message_timeout) < 0:
+            raise ConfigurationError(
+                "durable_lost_message_timeout must be 0 (never send steps again) or a number "
+                "of seconds"
             )
         for name in ("lease_timeout", "timer_poll_interval", "sweep_interval", "retention"):
             if float(getattr(self, name)) <= 0:
@@ -113,6 +125,15 @@ class DurableConfig:
 
 
 DEFAULTS: dict[str, Any] = {f"durable_{f.name}": None for f in fields(DurableConfig)}
+
+
+def _visibility_timeout(conf: Mapping[str, Any], broker_url: str | None) -> float:
+    """How long kombu's Redis transport waits before it redelivers an unacknowledged message;
+    0 for other brokers, which keep a message until a consumer acknowledges it."""
+    if not broker_url or not _is_redis_url(str(broker_url).split(";")[0]):
+        return 0.0
+    options = conf.get("broker_transport_options") or {}
+    return float(options.get("visibility_timeout", 3600))
 
 
 def _is_redis_url(url: str) -> bool:

@@ -267,6 +267,11 @@ class EventStore(Protocol):
     def release_lease(self, run_id: str, token: str) -> None:
         """Release the lease if ``token`` holds it (compare-and-delete); else do nothing."""
 
+    def claim_redelivery(self, run_id: str, idle_ms: int) -> bool:
+        """True (once per idle period, whoever asks) when the run is running and nothing was
+        recorded for it, nor claimed here, for ``idle_ms``: the caller then sends its pending
+        steps again (a broker may lose a message a dying worker had taken)."""
+
     def request_wake(self, run_id: str) -> bool:
         """Set the wake flag; True when it was clear (the caller must enqueue a pass).
         RunNotFound when the run does not exist."""

@@ -42,7 +42,7 @@ __all__ = [
 _log = logging.getLogger("durable_celery.store")
 
 #: Meta hash fields the store owns; the rest are a run's ``extra`` fields.
-RESERVED_META = frozenset({"workflow", "status", "created_ms", "updated_ms"})
+RESERVED_META = frozenset({"workflow", "status", "created_ms", "updated_ms", "redelivered_ms"})
 
 
 def pack_meta(meta: Mapping[str, Any]) -> bytes:
@@ -204,7 +204,7 @@ def decode_run(run_id: str, fields: Mapping[Any, Any]) -> RunRecord | None:
         status=extra.pop("status", ""),
         created_ms=int(extra.pop("created_ms", "0")),
         updated_ms=int(extra.pop("updated_ms", "0")),
-        extra=extra,
+        extra={k: v for k, v in extra.items() if k not in RESERVED_META},
     )
 
 

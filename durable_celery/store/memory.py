@@ -477,6 +477,18 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
             if self._holds(keys.validate_run_id(run_id), token) is not None:
                 del self._leases[run_id]
 
+    def claim_redelivery(self, run_id: str, idle_ms: int) -> bool:
+        with self._cond:
+            run = self._live(keys.validate_run_id(run_id))
+            if run is None or run.meta.get("status") != "running":
+                return False
+            now = self.now_ms()
+            last = max(int(run.meta.get("updated_ms", 0)), int(run.meta.get("redelivered_ms", 0)))
+            if now - last < idle_ms:
+                return False
+            run.meta["redelivered_ms"] = str(now)
+            return True
+
     def request_wake(self, run_id: str) -> bool:
         with self._cond:
             self._run(run_id)

@@ -413,6 +413,10 @@ class RedisEventStore(RedisExternalEvents):
     def release_lease(self, run_id: str, token: str) -> None:
         self._scripts.release_lease(keys=[self._keys(run_id).lease], args=[token])
 
+    def claim_redelivery(self, run_id: str, idle_ms: int) -> bool:
+        meta = self._keys(run_id).meta
+        return bool(self._scripts.claim_redelivery(keys=[meta], args=[int(idle_ms)]) == 1)
+
     def request_wake(self, run_id: str) -> bool:
         """Raises RunNotFound when the run does not exist (no orphan flag is left behind)."""
         k = self._keys(run_id)

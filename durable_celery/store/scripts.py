@@ -49,6 +49,7 @@ SCRIPT_NAMES = (
     "delete_hook",
     "push_buffered_event",
     "pop_buffered_event",
+    "claim_redelivery",
 )
 
 #: What redis-py raises when a socket fails (it wraps most ``OSError``s, not all).
@@ -119,6 +120,7 @@ class Scripts:
     delete_hook: LuaScript
     push_buffered_event: LuaScript
     pop_buffered_event: LuaScript
+    claim_redelivery: LuaScript
     _pinned: _PinnedConnections | None = field(default=None, repr=False)
 
     @classmethod

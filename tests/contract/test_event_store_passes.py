@@ -306,3 +306,27 @@ def test_an_outcome_for_a_finished_run_is_kept_but_does_not_wake_it(store) -> No
         "fin1", "s3", NewEvent("step_completed", "s3"), "w", 5000, last
     )
     assert done.created and not done.wake and start is None
+
+
+# -- redelivery of lost step messages -------------------------------------------------------------
+def test_claim_redelivery_is_granted_once_per_idle_period_of_a_running_run(
+    store: EventStore,
+) -> None:
+    make_run(store)
+    assert not store.claim_redelivery("r1", 200)  # just created: not idle
+    time.sleep(0.25)
+    assert store.claim_redelivery("r1", 200)
+    assert not store.claim_redelivery("r1", 200)  # claimed: the next one after another period
+    time.sleep(0.25)
+    store.record_outcome("r1", "s1", NewEvent(STEP_COMPLETED, "s1"), wake=False)
+    assert not store.claim_redelivery("r1", 200)  # something was recorded: not idle any more
+    record = store.get_run("r1")
+    assert record is not None and "redelivered_ms" not in record.extra
+
+
+def test_claim_redelivery_is_refused_for_runs_not_running(store: EventStore) -> None:
+    make_run(store)
+    store.set_status("r1", "blocked")
+    time.sleep(0.06)
+    assert not store.claim_redelivery("r1", 50)
+    assert not store.claim_redelivery("ghost", 50)
