@@ -11,23 +11,12 @@ import time
 import pytest
 from celery import Celery
 
-from durable_celery import Durable, gather
+from durable_celery import Durable
 from durable_celery.config import DurableConfig
 from durable_celery.replay.events import STEP_COMPLETED
 from durable_celery.testing.local import LocalEnvironment
 
-
-def fan_out(durable: Durable, runs: list[int]) -> object:
-    @durable.step
-    def square(x: int) -> int:
-        runs.append(x)
-        return x * x
-
-    @durable.workflow
-    def squares(n: int) -> list[int]:
-        return gather(*(square.defer(i) for i in range(n)))
-
-    return squares
+from .support import gather_of_squares
 
 
 def drop_step(env: LocalEnvironment, cid: str) -> None:
@@ -39,7 +28,7 @@ def test_a_step_whose_message_was_lost_is_sent_again_once_the_run_is_idle(
     durable: Durable,
 ) -> None:
     runs: list[int] = []
-    squares = fan_out(durable, runs)
+    squares = gather_of_squares(durable, runs)
     env = LocalEnvironment(durable, step_execution="dispatch", lost_message_timeout=0.1)
     handle = squares.start(3)
     env.step_once()  # the pass sends s1, s2, s3
@@ -61,7 +50,7 @@ def test_a_step_whose_message_was_lost_is_sent_again_once_the_run_is_idle(
 
 def test_without_a_lost_message_timeout_nothing_is_sent_again(durable: Durable) -> None:
     runs: list[int] = []
-    squares = fan_out(durable, runs)
+    squares = gather_of_squares(durable, runs)
     env = LocalEnvironment(durable, step_execution="dispatch", lost_message_timeout=0)
     handle = squares.start(2)
     env.step_once()

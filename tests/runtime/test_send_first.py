@@ -20,6 +20,8 @@ from durable_celery.runtime.host import PassHost, PassStats
 from durable_celery.store import MemoryEventStore
 from durable_celery.testing.local import LocalDispatcher, LocalEnvironment
 
+from .support import gather_of_squares
+
 
 def completed_per_cid(history: list[Event]) -> dict[str, int]:
     counts: dict[str, int] = {}
@@ -37,6 +39,23 @@ def scheduled_before_completed(history: list[Event]) -> bool:
         elif event.kind == STEP_COMPLETED and event.cid not in seen:
             return False
     return True
+
+
+def store_that_dies_once_after_sending() -> MemoryEventStore:
+    """A memory store whose first ``append_and_finish`` dies (SystemExit, not caught by the
+    pass): the pass has sent its steps, and never records them."""
+    store = MemoryEventStore()
+    append_and_finish = store.append_and_finish
+    deaths = [1]
+
+    def dies_once(*args: Any, **kwargs: Any) -> Any:
+        if deaths:
+            deaths.pop()
+            raise SystemExit("the worker died between sending steps and recording them")
+        return append_and_finish(*args, **kwargs)
+
+    store.append_and_finish = dies_once  # type: ignore[method-assign]
+    return store
 
 
 class EagerWorker(LocalDispatcher):
@@ -126,27 +145,8 @@ def test_a_pass_that_dies_after_sending_is_replayed_and_each_outcome_recorded_on
     durable: Durable,
 ) -> None:
     runs: list[int] = []
-
-    @durable.step
-    def square(x: int) -> int:
-        runs.append(x)
-        return x * x
-
-    @durable.workflow
-    def squares(n: int) -> list[int]:
-        return gather(*(square.defer(i) for i in range(n)))
-
-    store = MemoryEventStore()
-    append_and_finish = store.append_and_finish
-    deaths = [1]
-
-    def dies_once(*args: Any, **kwargs: Any) -> Any:
-        if deaths:
-            deaths.pop()
-            raise SystemExit("the worker died between sending the steps and recording them")
-        return append_and_finish(*args, **kwargs)
-
-    store.append_and_finish = dies_once  # type: ignore[method-assign]
+    squares = gather_of_squares(durable, runs)
+    store = store_that_dies_once_after_sending()
     env = LocalEnvironment(durable, store=store, step_execution="dispatch", lease_timeout=0.05)
     handle = squares.start(3)
     with pytest.raises(SystemExit):
@@ -202,17 +202,7 @@ def test_an_orphan_outcome_never_answers_another_call_after_a_deploy(durable: Du
     def pay(x: int) -> str:
         return refund(x) if deployed["new"] else charge(x)
 
-    store = MemoryEventStore()
-    append_and_finish = store.append_and_finish
-    deaths = [1]
-
-    def dies_once(*args: Any, **kwargs: Any) -> Any:
-        if deaths:
-            deaths.pop()
-            raise SystemExit("the worker died between sending the step and recording it")
-        return append_and_finish(*args, **kwargs)
-
-    store.append_and_finish = dies_once  # type: ignore[method-assign]
+    store = store_that_dies_once_after_sending()
     env = LocalEnvironment(durable, store=store, step_execution="dispatch", lease_timeout=0.05)
     handle = pay.start(5)
     with pytest.raises(SystemExit):
