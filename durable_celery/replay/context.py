@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol
 
-from ..errors import NondeterminismError, NotInWorkflowError, Suspension
+from ..errors import LeaseLost, NondeterminismError, NotInWorkflowError, Suspension
 from . import events as ev
 from .commands import Command
 
@@ -247,7 +247,13 @@ class ReplayContext:
             # Set while the host records new work too: a pass that finishes in its append
             # records there what would unblock the workflow.
             self.waiting = hint
-            new = self.host.on_blocked(self.take_commands())
+            try:
+                new = self.host.on_blocked(self.take_commands())
+            except LeaseLost as lost:
+                # The pass must stop, whatever the workflow does with the error: never a
+                # workflow failure (a bare `except` in the workflow cannot swallow it).
+                self.fault = lost
+                raise HostFault(lost) from lost
             if not new and self._park is not None:
                 new = self._park()
             if not new:

@@ -219,3 +219,50 @@ def test_an_orphan_outcome_never_answers_another_call_after_a_deploy(durable: Du
     ]
     scheduled = next(e for e in history if e.kind == STEP_SCHEDULED)
     assert str(scheduled.meta["name"]).endswith("refund")
+
+
+def test_a_pass_that_finished_in_its_append_takes_in_nothing_newer(durable: Durable) -> None:
+    """Once its append has finished the pass, the lease is free: another pass may take the run,
+    record and read on (moving this process's event cache) before this one has parked. This
+    pass must suspend on what its append returned; carrying on with the newer entries would
+    make it issue work without the lease, and it once recorded the LeaseLost it then met as
+    the run's failure."""
+
+    @durable.step
+    def bump(x: int) -> int:
+        return x + 1
+
+    @durable.workflow
+    def chain(n: int) -> int:
+        x = 0
+        for _ in range(n):
+            x = bump(x)
+        return x
+
+    store = MemoryEventStore()
+    env = LocalEnvironment(durable, store=store, step_execution="dispatch")
+    append_and_finish, acquire_lease = store.append_and_finish, store.acquire_lease
+
+    def overtaken(run_id: str, *args: Any, **kwargs: Any) -> Any:
+        ids, entries, finished = append_and_finish(run_id, *args, **kwargs)
+        if finished and not store.outcome_id(run_id, "s1"):  # the first pass only
+            env.step_once()  # s1 runs and is recorded; a pass takes the run and reads on,
+            assert store.acquire_lease(run_id, "another pass", 10_000)
+            env.runtime.events.refresh(run_id)  # in this process
+        return ids, entries, finished
+
+    def another_pass_ends_soon(run_id: str, token: str, ttl_ms: int) -> bool:
+        got = acquire_lease(run_id, token, ttl_ms)
+        if not got:
+            store.release_lease(run_id, "another pass")
+        return got
+
+    store.append_and_finish = overtaken  # type: ignore[method-assign]
+    store.acquire_lease = another_pass_ends_soon  # type: ignore[method-assign]
+    handle = chain.start(2)
+    env.step_once()  # the first pass: sends s1, finishes in its append, is overtaken
+    store.release_lease(handle.run_id, "another pass")
+    assert env.result(handle) == 2
+    history = durable.history(handle.run_id)
+    assert [e.kind for e in history].count("run_failed") == 0
+    assert completed_per_cid(history) == {"s1": 1, "s2": 1}
