@@ -221,12 +221,12 @@ class PassHost:
                 self.run_id, self.token, events, after_id=after, waitfor=waitfor
             )
         self.stats.appends += 1
-        self.stats.entries_new += len(new)
         self._caught_up = True
         if not rt.events.absorb(self.run_id, after, new) and not self.finished:
             return self._read_new()  # the cache moved under us: read properly
         # Finished: the lease is free and another pass may already be reading on; this pass
         # takes in nothing past its own append (the cache, if it moved, is left to that pass).
+        self.stats.entries_new += len(new)
         return new
 
     def retake(self) -> None:
