@@ -248,8 +248,7 @@ class EventStore(Protocol):
     def read_step_input(
         self, run_id: str, outcome_key: str, entry_id: str
     ) -> tuple[str | None, Event | None]:
-        """``outcome_id(outcome_key)`` and ``read_entry(entry_id)`` in one round trip. An empty
-        ``entry_id`` finds the step's ``step_scheduled`` entry by its cid (``outcome_key``)."""
+        """``outcome_id(outcome_key)`` and ``read_entry(entry_id)`` in one round trip."""
 
     def lease_ttl_ms(self, run_id: str) -> int:
         """Remaining lease time, 0 when free."""

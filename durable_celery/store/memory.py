@@ -43,7 +43,6 @@ from .entries import (
     encode_fields,
     identity_key,
     outcome_key,
-    scheduled_key,
 )
 from .memory_events import MemoryExternalEvents
 from .memory_timers import MemoryTimers
@@ -291,13 +290,7 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
             promoted = [e for e in entries[len(before) :] if e.entry_id not in own]
             finished = not before and not promoted
             if finished:
-                run = self._run(run_id)
-                run.outbox.clear()
-                run.waitfor = (
-                    None if waitfor is None else [waitfor.mode, waitfor.missing, set(waitfor.cids)]
-                )
-                self._wake.discard(run_id)
-                self._leases.pop(run_id, None)
+                self._finish(run_id, self._live(run_id), waitfor)
             return ids, entries, finished
 
     def _append(
@@ -436,10 +429,6 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
         self, run_id: str, outcome_key: str, entry_id: str
     ) -> tuple[str | None, Event | None]:
         with self._cond:
-            if not entry_id:  # a step sent with its input: find its entry by cid
-                entry_id = self.outcome_id(run_id, scheduled_key(outcome_key)) or ""
-                if not entry_id:
-                    return self.outcome_id(run_id, outcome_key), None
             return self.outcome_id(run_id, outcome_key), self.read_entry(run_id, entry_id)
 
     def lease_ttl_ms(self, run_id: str) -> int:
@@ -463,14 +452,18 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
             tail = "" if run is None or not run.ids else "{}-{}".format(*run.ids[-1])
             if tail != last_id:
                 return False
-            if run is not None:
-                run.outbox.clear()
-                run.waitfor = (
-                    None if waitfor is None else [waitfor.mode, waitfor.missing, set(waitfor.cids)]
-                )
-            self._wake.discard(run_id)
-            del self._leases[run_id]
+            self._finish(run_id, run, waitfor)
             return True
+
+    def _finish(self, run_id: str, run: _Run | None, waitfor: WaitFor | None) -> None:
+        """End a pass that has seen the whole log (call with the lock held)."""
+        if run is not None:
+            run.outbox.clear()
+            run.waitfor = (
+                None if waitfor is None else [waitfor.mode, waitfor.missing, set(waitfor.cids)]
+            )
+        self._wake.discard(run_id)
+        self._leases.pop(run_id, None)
 
     def release_lease(self, run_id: str, token: str) -> None:
         with self._cond:

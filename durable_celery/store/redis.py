@@ -43,7 +43,6 @@ from .entries import (
     event_args,
     outcome_key,
     own_entries,
-    scheduled_key,
     split_lease,
 )
 from .redis_events import RedisExternalEvents
@@ -375,13 +374,8 @@ class RedisEventStore(RedisExternalEvents):
         k = self._keys(run_id)
         pipe = self._r.pipeline(transaction=False)
         pipe.hget(k.outcomes, outcome_key)
-        if entry_id:
-            pipe.xrange(k.log, entry_id, entry_id, count=1)
-        else:
-            pipe.hget(k.outcomes, scheduled_key(outcome_key))
+        pipe.xrange(k.log, entry_id, entry_id, count=1)
         found, entries = pipe.execute()
-        if not entry_id:  # a step sent with its input: find its entry by cid (retries only)
-            entries = [] if entries is None else self._r.xrange(k.log, entries, entries, count=1)
         return (
             None if found is None else _text(found),
             decode_entry(*entries[0]) if entries else None,
