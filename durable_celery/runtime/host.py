@@ -33,7 +33,7 @@ from ..replay.commands import (
 )
 from ..replay.context import HostFault, ReplayContext
 from ..replay.events import Event, NewEvent
-from ..store.base import WaitFor, lease_lost
+from ..store.base import WaitFor
 from ..store.entries import call_identity
 from .steps import run_attempt
 
@@ -70,7 +70,9 @@ class PassHost:
         self._caught_up = False
         #: The running workflow's context (set by the orchestrator): what it waits for.
         self.context: ReplayContext | None = None
-        #: An append finished this pass (lease released, wake flag cleared).
+        #: An append finished this pass (lease released, wake flag cleared). The workflow then
+        #: suspends on the steps it sent; any write after it would meet LeaseLost, which stops
+        #: the pass (see ReplayContext.block_until).
         self.finished = False
 
     # -- decoding ---------------------------------------------------------------------------------
@@ -125,8 +127,6 @@ class PassHost:
     def _record(self, commands: Sequence[Command]) -> list[Event]:
         """Run inline steps, then record everything in one fenced append, then start the rest."""
         rt = self.runtime
-        if self.finished:
-            self.retake()
         lone = len(commands) == 1
         events: list[NewEvent] = []
         outbox: list[str] = []
@@ -228,15 +228,6 @@ class PassHost:
         # takes in nothing past its own append (the cache, if it moved, is left to that pass).
         self.stats.entries_new += len(new)
         return new
-
-    def retake(self) -> None:
-        """The workflow went on after an append finished the pass: hold the lease again (the
-        pass then ends with finish_pass), or stop when another pass has taken the run."""
-        rt = self.runtime
-        ttl_ms = int(rt.config.lease_timeout * 1000)
-        if not rt.store.acquire_lease(self.run_id, self.token, ttl_ms):
-            raise lease_lost(self.run_id)
-        self.finished = False
 
     def cancel(self, cids: list[str]) -> None:
         """Revoke dispatched steps whose results a race will never use."""

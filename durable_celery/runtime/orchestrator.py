@@ -126,8 +126,6 @@ class Orchestrator:
         if state == "running":
             host = PassHost(rt, run_id, token, stats)
             result, warm, execution = self._drive(run_id, host, history, new, stats)
-            if host.finished and result.status in ("completed", "failed", "blocked"):
-                host.retake()  # it went on after all: the pass needs its lease to record that
             state = self._record(run_id, token, result, history, stats)
             report.waitfor = None
             report.finished = host.finished

@@ -67,7 +67,9 @@ class StepWorker:
             payload, entry_id = scheduled.payload or b"", scheduled.entry_id
             queue = scheduled.meta.get("q")
         early = not entry_id
-        sent_for = (identity or "?") if early else None  # "?" matches no call: kept, dropped
+        # The call this step was sent for; a message without one names no call, so its outcome
+        # can only be parked, never promoted.
+        sent_for = (identity or "?") if early else None
         step = rt.registry.step(step_name)
         try:
             args, kwargs = rt.codec.decode(payload, Place(run_id, ev.STEP_SCHEDULED, cid))

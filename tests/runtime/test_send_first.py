@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 
 from durable_celery import Durable, gather
-from durable_celery.errors import LeaseLost
 from durable_celery.replay.events import STEP_COMPLETED, STEP_SCHEDULED, Event
-from durable_celery.runtime.host import PassHost, PassStats
 from durable_celery.store import MemoryEventStore
+from durable_celery.store.base import lease_lost
 from durable_celery.testing.local import LocalDispatcher, LocalEnvironment
 
 from .support import gather_of_squares
@@ -166,22 +165,43 @@ def test_a_pass_that_dies_after_sending_is_replayed_and_each_outcome_recorded_on
     assert sorted(runs) == [0, 0, 1, 1, 2, 2]  # sent again by the replay: at least once
 
 
-def test_a_pass_whose_finished_lease_was_taken_stops_without_writing(durable: Durable) -> None:
-    @durable.workflow
-    def idle() -> None:
-        return None
+def test_a_lease_lost_inside_a_workflow_stops_the_pass_even_when_the_workflow_catches_it(
+    durable: Durable,
+) -> None:
+    """The host's LeaseLost is a fault, not an error the workflow code can handle: a workflow
+    with a bare ``except Exception`` must not record a result on a lease it lost."""
 
-    env = LocalEnvironment(durable)
-    handle = idle.start()
-    store = env.runtime.store
-    host = PassHost(env.runtime, handle.run_id, "mine", PassStats())
-    host.finished = True
-    assert store.acquire_lease(handle.run_id, "another pass", 10_000)
-    with pytest.raises(LeaseLost):
-        host.retake()
-    store.release_lease(handle.run_id, "another pass")
-    host.retake()  # free again: the pass holds the lease once more and ends with finish_pass
-    assert store.lease_holder(handle.run_id) == "mine" and not host.finished
+    @durable.step
+    def square(x: int) -> int:
+        return x * x
+
+    @durable.workflow
+    def stubborn(x: int) -> int | str:
+        try:
+            return square(x)
+        except Exception:
+            return "swallowed"
+
+    store = MemoryEventStore()
+    append_and_finish = store.append_and_finish
+    losses = [1]
+
+    def loses_once(run_id: str, *args: Any, **kwargs: Any) -> Any:
+        if losses:
+            losses.pop()
+            raise lease_lost(run_id)
+        return append_and_finish(run_id, *args, **kwargs)
+
+    store.append_and_finish = loses_once  # type: ignore[method-assign]
+    env = LocalEnvironment(durable, store=store, step_execution="dispatch", lease_timeout=0.05)
+    handle = stubborn.start(3)
+    env.step_once()  # the pass meets LeaseLost: it stops, and writes nothing
+    assert handle.status() == "running"
+    assert [e.kind for e in durable.history(handle.run_id)] == ["run_started"]
+    env.run_until_idle()
+    time.sleep(0.1)  # past the lease: the sweep drives the run again
+    assert env.runtime.sweeper.sweep() == [handle.run_id]
+    assert env.result(handle) == 9
 
 
 def test_an_orphan_outcome_never_answers_another_call_after_a_deploy(durable: Durable) -> None:
