@@ -69,6 +69,10 @@ class DurableConfig:
     #: pass sends the step before recording it, finishing itself in that same append (see
     #: runtime.host). Larger inputs are read from the log. 0 turns both off.
     message_input_limit: int = 16384
+    #: An inline step that finished in its pass stores its input in the log only when the
+    #: packed arguments are at most this many bytes; larger ones are identified by their
+    #: argument hash and size (see runtime.host). -1: store every input.
+    inline_input_limit: int = 1024
     #: Seconds after which the dispatched steps of a running run that recorded nothing are sent
     #: again (same task ids; outcomes are still recorded once). Celery's Redis transport can lose
     #: a message a worker had taken from the queue when that worker dies. ``None``: the broker's
@@ -117,6 +121,11 @@ class DurableConfig:
             raise ConfigurationError(
                 "durable_message_input_limit must be 0 (inputs are read from the log) or a "
                 "number of bytes"
+            )
+        if int(self.inline_input_limit) < -1:
+            raise ConfigurationError(
+                "durable_inline_input_limit must be a number of bytes (0: store no inputs of "
+                "finished inline steps) or -1 (store them all)"
             )
         if self.step_retries < 0:
             raise ConfigurationError("durable_step_retries must be 0 or more")

@@ -71,7 +71,11 @@ class Codec:
 
     def encode(self, value: Any, place: Place, *, label: str = "value") -> bytes:
         """The stored form of ``value`` at ``place``; ``label`` names it in an EncodingError."""
-        body, compressed = compress(self.pack(value, label=label), self._threshold)
+        return self.seal(self.pack(value, label=label), place)
+
+    def seal(self, packed: bytes, place: Place) -> bytes:
+        """The stored form of bytes :meth:`pack` made: what :meth:`encode` does after packing."""
+        body, compressed = compress(packed, self._threshold)
         return seal(body, place, self._keyring, compressed=compressed)
 
     def decode(self, blob: bytes, place: Place) -> Any:
@@ -100,4 +104,10 @@ class Codec:
 
     def fingerprint(self, value: Any, *, label: str = "value") -> str:
         """16 hex chars identifying ``value``; stable across processes and runs."""
-        return hashlib.blake2b(self.pack(value, label=label), digest_size=8).hexdigest()
+        return self.fingerprint_packed(value, label=label)[0]
+
+    def fingerprint_packed(self, value: Any, *, label: str = "value") -> tuple[str, bytes]:
+        """``(fingerprint, packed bytes)``: a caller that also stores ``value`` seals the same
+        bytes (:meth:`seal`) instead of packing it twice."""
+        packed = self.pack(value, label=label)
+        return hashlib.blake2b(packed, digest_size=8).hexdigest(), packed

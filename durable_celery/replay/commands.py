@@ -35,6 +35,9 @@ class ScheduleStep(Command):
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
+    #: ``(args, kwargs)`` as :meth:`Codec.pack` made them for the fingerprint (kwargs sorted):
+    #: the host seals these bytes rather than packing the arguments again.
+    packed: bytes = field(default=b"", compare=False, repr=False)
     prefix: ClassVar[str] = "s"
     scheduled_kind: ClassVar[str] = ev.STEP_SCHEDULED
 

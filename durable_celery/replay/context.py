@@ -41,7 +41,9 @@ class Host(Protocol):
 
     run_id: str
 
-    def fingerprint(self, value: Any, label: str) -> str: ...
+    def fingerprint(self, value: Any, label: str) -> tuple[str, bytes]:
+        """``(argument hash, packed bytes)`` of a call's arguments; EncodingError if they
+        cannot be stored."""
 
     def outcome(self, event: ev.Event) -> Any:
         """The recorded value of an outcome entry, or raise its recorded error."""

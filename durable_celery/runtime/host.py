@@ -76,8 +76,8 @@ class PassHost:
         self.finished = False
 
     # -- decoding ---------------------------------------------------------------------------------
-    def fingerprint(self, value: Any, label: str) -> str:
-        return self.runtime.codec.fingerprint(value, label=label)
+    def fingerprint(self, value: Any, label: str) -> tuple[str, bytes]:
+        return self.runtime.codec.fingerprint_packed(value, label=label)
 
     def outcome(self, event: Event) -> Any:
         try:
@@ -135,6 +135,13 @@ class PassHost:
         later: list[Command] = []  # timers, event timeouts, children: started after the append
         for command in commands:
             scheduled_at = len(events)
+            if isinstance(command, ScheduleStep) and self._inline(command, lone):
+                scheduled, entry, retry_delay = self._run_inline(command)
+                events += (scheduled, entry)
+                if retry_delay is not None:
+                    outbox.append(command.cid)
+                    retries.append((command, scheduled_at, retry_delay))
+                continue
             events.append(self._scheduled_event(command))
             if isinstance(command, AwaitEvent):
                 settled = rt.waits.register(self.run_id, command)
@@ -147,28 +154,8 @@ class PassHost:
                     outbox.append(command.cid)
                     later.append(command)
                 continue
-            if not self._inline(command, lone):
-                outbox.append(command.cid)
-                to_send.append((command, scheduled_at))
-                continue
-            step = rt.registry.step(command.name)
-            result = run_attempt(
-                step,
-                command.args,
-                command.kwargs,
-                run_id=self.run_id,
-                cid=command.cid,
-                attempt=1,
-                codec=rt.codec,
-            )
-            self.stats.inline_steps += 1
-            if result.outcome is not None:
-                events.append(result.outcome)
-            else:
-                assert result.retrying is not None
-                events.append(result.retrying)
-                outbox.append(command.cid)
-                retries.append((command, scheduled_at, result.delay))
+            outbox.append(command.cid)
+            to_send.append((command, scheduled_at))
         if to_send and len(to_send) == len(events) and self._send_first(events):
             for command, at in to_send:
                 step = rt.registry.step(command.name)
@@ -198,6 +185,39 @@ class PassHost:
         for command in later:
             rt.starter.start(self.run_id, command)
         return new
+
+    def _run_inline(self, command: ScheduleStep) -> tuple[NewEvent, NewEvent, float | None]:
+        """Run a step here and now: its scheduling, its first attempt's entry, and the delay
+        before its next attempt if it is retrying.
+
+        The input of a step that finished (completed or failed) is stored only up to
+        ``inline_input_limit`` bytes: nothing will read it back (a replay computes the
+        arguments again, and checks them against the argument hash, which is always stored),
+        and in a sequential workflow it is mostly the previous step's result, already in the
+        log. Larger inputs are noted by size (``input_not_stored``), as Temporal's local
+        activities record their result and not their input. A retrying step keeps its input:
+        its next attempt is a task that reads it.
+        """
+        rt = self.runtime
+        result = run_attempt(
+            rt.registry.step(command.name),
+            command.args,
+            command.kwargs,
+            run_id=self.run_id,
+            cid=command.cid,
+            attempt=1,
+            codec=rt.codec,
+        )
+        self.stats.inline_steps += 1
+        if result.outcome is None:
+            assert result.retrying is not None
+            return self._scheduled_event(command), result.retrying, result.delay
+        limit, size = rt.config.inline_input_limit, len(command.packed)
+        if 0 <= limit < size:
+            scheduled = self._scheduled_event(command, with_input=False)
+            scheduled.meta["input_not_stored"] = size
+            return scheduled, result.outcome, None
+        return self._scheduled_event(command), result.outcome, None
 
     def _send_first(self, events: list[NewEvent]) -> bool:
         limit = self.runtime.config.message_input_limit
@@ -235,13 +255,17 @@ class PassHost:
         if revoke is not None:
             revoke([f"{self.run_id}:{cid}" for cid in cids if cid.startswith(ScheduleStep.prefix)])
 
-    def _scheduled_event(self, command: Command) -> NewEvent:
+    def _scheduled_event(self, command: Command, *, with_input: bool = True) -> NewEvent:
         rt = self.runtime
         place = Place(self.run_id, command.scheduled_kind, command.cid)
         if isinstance(command, ScheduleStep):
-            payload = rt.codec.encode(
-                (command.args, command.kwargs), place, label=f"{command.name}(...)"
-            )
+            payload = None
+            if with_input and command.packed:
+                payload = rt.codec.seal(command.packed, place)
+            elif with_input:
+                payload = rt.codec.encode(
+                    (command.args, command.kwargs), place, label=f"{command.name}(...)"
+                )
             meta = command.identity()
             step = rt.registry.step(command.name)
             if step.route is not None:

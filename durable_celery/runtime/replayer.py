@@ -48,8 +48,8 @@ class _ReadOnlyHost:
         self.run_id = run_id
         self.would_issue: list[Command] = []
 
-    def fingerprint(self, value: Any, label: str) -> str:
-        return self.codec.fingerprint(value, label=label)
+    def fingerprint(self, value: Any, label: str) -> tuple[str, bytes]:
+        return self.codec.fingerprint_packed(value, label=label)
 
     def outcome(self, event: Event) -> Any:
         if event.payload is None:

@@ -101,17 +101,24 @@ class StepDefinition(Generic[P, R]):
         except TypeError as exc:
             raise TypeError(f"step {self.name!r} called with wrong arguments: {exc}") from None
         try:
-            fingerprint = ctx.host.fingerprint((args, _sorted(kwargs)), f"{self.name}(...)")
+            fingerprint, packed = ctx.host.fingerprint((args, _sorted(kwargs)), f"{self.name}(...)")
         except EncodingError:
             self._raise_precise_encoding_error(ctx.host.fingerprint, args, kwargs)
             raise
         cid = ctx.next_cid(ScheduleStep.prefix)
         return ctx.issue(
-            ScheduleStep(cid, name=self.name, args=args, kwargs=kwargs, fingerprint=fingerprint)
+            ScheduleStep(
+                cid,
+                name=self.name,
+                args=args,
+                kwargs=kwargs,
+                fingerprint=fingerprint,
+                packed=packed,
+            )
         )
 
     def _raise_precise_encoding_error(
-        self, fingerprint: Callable[[Any, str], str], args: Any, kwargs: dict[str, Any]
+        self, fingerprint: Callable[[Any, str], object], args: Any, kwargs: dict[str, Any]
     ) -> None:
         """Re-check each bound argument so the error names the parameter (cold path only)."""
         bound = self.signature.bind(*args, **kwargs)

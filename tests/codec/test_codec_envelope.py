@@ -236,3 +236,21 @@ def test_compression_is_kept_only_when_it_saves_a_quarter_of_the_payload() -> No
     packed, compressed = compress(rows, threshold=1024)
     assert compressed and len(packed) <= 0.75 * len(rows)
     assert compress(rows[:1000], threshold=1024) == (rows[:1000], False)  # below the threshold
+
+
+def test_prose_and_source_text_pass_the_probe_and_are_compressed() -> None:
+    import inspect
+
+    from durable_celery.codec import compression
+
+    source = inspect.getsource(compression).encode() * 2  # code and its comments, 5 KiB+
+    packed, compressed = compression.compress(source, threshold=1024)
+    assert compressed and len(packed) <= 0.6 * len(source)
+
+
+def test_sealing_the_fingerprints_packed_bytes_stores_the_value(codec: Codec, place: Place) -> None:
+    value = ((1, "two", b"\x03" * 2000), {"k": frozenset({4})})
+    fingerprint, packed = codec.fingerprint_packed(value)
+    assert fingerprint == codec.fingerprint(value)
+    assert packed == codec.pack(value)
+    assert codec.decode(codec.seal(packed, place), place) == value

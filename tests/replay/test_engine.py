@@ -63,8 +63,8 @@ class RecordingHost:
         self.run_steps = run_steps
         self.asked: list[list[Command]] = []
 
-    def fingerprint(self, value: Any, label: str) -> str:
-        return self.codec.fingerprint(value, label=label)
+    def fingerprint(self, value: Any, label: str) -> tuple[str, bytes]:
+        return self.codec.fingerprint_packed(value, label=label)
 
     def outcome(self, event: Event) -> Any:
         value = self.codec.decode(event.payload or b"", Place(RUN, event.kind, event.cid))

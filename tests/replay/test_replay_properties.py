@@ -100,8 +100,8 @@ class ReplayOnlyHost:
         self.run_id = run_id
         self.codec = Codec()
 
-    def fingerprint(self, value: Any, label: str) -> str:
-        return self.codec.fingerprint(value, label=label)
+    def fingerprint(self, value: Any, label: str) -> tuple[str, bytes]:
+        return self.codec.fingerprint_packed(value, label=label)
 
     def outcome(self, event: Event) -> Any:
         value = self.codec.decode(event.payload or b"", Place(self.run_id, event.kind, event.cid))
