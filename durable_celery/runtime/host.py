@@ -35,6 +35,7 @@ from ..replay.context import HostFault, ReplayContext
 from ..replay.events import Event, NewEvent
 from ..store.base import WaitFor
 from ..store.entries import call_identity
+from ..workflow.clock import StartTimerUntil
 from .steps import run_attempt
 
 if TYPE_CHECKING:
@@ -273,6 +274,11 @@ class PassHost:
                 if queue:
                     meta["q"] = queue
             return NewEvent(ev.STEP_SCHEDULED, command.cid, meta, payload)
+        if isinstance(command, StartTimerUntil):
+            # The instant too: a restart after a crash must not count the seconds from this
+            # entry, which may be written long after the log time they were counted from.
+            meta = {"seconds": command.seconds, "until_ms": command.until_ms}
+            return NewEvent(ev.TIMER_STARTED, command.cid, meta)
         if isinstance(command, StartTimer):
             return NewEvent(ev.TIMER_STARTED, command.cid, {"seconds": command.seconds})
         if isinstance(command, AwaitEvent):

@@ -115,7 +115,10 @@ class CommandStarter:
                 queue = str(entry.meta.get("q") or "") or None
                 rt.dispatcher.send_step(step, run_id, cid, entry.entry_id, attempt, queue)
             elif entry.kind == ev.TIMER_STARTED:
-                remaining = entry.millis + float(entry.meta["seconds"]) * 1000 - rt.store.now_ms()
+                due = entry.meta.get("until_ms")  # sleep_until: an instant
+                if due is None:
+                    due = entry.millis + float(entry.meta["seconds"]) * 1000
+                remaining = float(due) - rt.store.now_ms()
                 rt.store.add_timer(TIMER, run_id, cid, max(0, int(remaining)), {})
             elif entry.kind == ev.EVENT_AWAITED:
                 command = AwaitEvent(

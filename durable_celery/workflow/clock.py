@@ -25,7 +25,8 @@ class StartTimerUntil(StartTimer):
 
     ``seconds`` is counted from ``now()``, the log's time, which may be well before the pass
     that registers the timer runs (a run started while no worker was up): the deadline is
-    ``until_ms`` whenever it is registered. Replays the same as a ``StartTimer``.
+    ``until_ms`` whenever it is registered, and its entry records ``until_ms`` for a restart
+    after a crash. Replays the same as a ``StartTimer``.
     """
 
     until_ms: int = 0

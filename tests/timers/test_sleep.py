@@ -242,3 +242,38 @@ def test_an_async_workflow_sleeps_on_the_same_durable_timers(durable: Durable) -
     assert after - before == timedelta(days=1, hours=1)
     history = durable.history(handle.run_id)
     assert [e.meta["seconds"] for e in history if e.kind == "timer_started"] == [86400.0, 3600.0]
+
+
+def test_a_sleep_until_restarted_after_an_interrupted_pass_keeps_its_instant(
+    durable: Durable,
+) -> None:
+    """The first pass runs half an hour late and dies after recording the timer, before
+    registering it. The pass that restarts it registers the instant asked for, not an hour
+    after the late entry."""
+
+    @durable.workflow
+    def wake_at(when: datetime) -> datetime:
+        sleep_until(when)
+        return now()
+
+    env = WorkflowTestEnvironment(durable, start=1_800_000_000.0)
+    when = datetime.fromtimestamp(env.clock.now + 3600, tz=timezone.utc)
+    handle = wake_at.start(when)
+    env.clock.advance(1800)
+    start = env.runtime.starter.start
+
+    def dies(*args: object) -> None:
+        raise SystemExit("the worker died after the append")
+
+    env.runtime.starter.start = dies  # type: ignore[method-assign]
+    with pytest.raises(SystemExit):
+        env.run_until_idle()
+    assert not env.store._timers and kinds(durable.history(handle.run_id))[-1] == "timer_started"
+    env.runtime.starter.start = start  # type: ignore[method-assign]
+    env.clock.advance(60)
+    env.dispatcher.wake(handle.run_id)  # the recovery sweep's wake
+    env.run_until_idle()
+    ((_, deadline),) = env.store._timers.items()
+    assert deadline == int(when.timestamp() * 1000)
+    env.advance(3600 - 1800 - 60)
+    assert env.result(handle) == when
