@@ -134,6 +134,7 @@ class PassHost:
         to_send: list[tuple[ScheduleStep, int]] = []  # (command, index of its scheduled entry)
         retries: list[tuple[ScheduleStep, int, float]] = []
         later: list[Command] = []  # timers, event timeouts, children: started after the append
+        claimed: list[AwaitEvent] = []  # buffered events to settle once recorded
         for command in commands:
             scheduled_at = len(events)
             if isinstance(command, ScheduleStep) and self._inline(command, lone):
@@ -148,6 +149,8 @@ class PassHost:
                 settled = rt.waits.register(self.run_id, command)
                 if settled is not None:
                     events.append(settled)
+                    if settled.meta.get("buffered"):
+                        claimed.append(command)
                     continue
             if not isinstance(command, ScheduleStep):
                 if not isinstance(command, RecordMarker):
@@ -173,6 +176,8 @@ class PassHost:
                 self.stats.dispatched_steps += 1
             return self._append_and_finish(events)
         ids, new = self._append(events, outbox=outbox)
+        for command in claimed:
+            rt.waits.settle(self.run_id, command)
         for command, at, delay in retries:
             rt.timers.schedule_retry(
                 command.name, self.run_id, command.cid, 2, delay, ids[at], events[at].meta.get("q")

@@ -128,6 +128,8 @@ class CommandStarter:
                 if outcome is not None:
                     if rt.store.record_outcome(run_id, cid, outcome, wake=True).wake:
                         rt.dispatcher.wake(run_id)
+                    if outcome.meta.get("buffered"):
+                        rt.waits.settle(run_id, command)
                 elif command.timeout is not None:
                     remaining = entry.millis + command.timeout * 1000 - rt.store.now_ms()
                     rt.store.add_timer(

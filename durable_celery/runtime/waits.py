@@ -36,7 +36,11 @@ class EventWaits:
     # -- the waiting side (inside an orchestration pass) ------------------------------------------
     def register(self, run_id: str, command: AwaitEvent) -> NewEvent | None:
         """Register the hook. Return an outcome to record at once (a buffered event, or the
-        refusal when another live run waits on the key), else None."""
+        refusal when another live run waits on the key), else None.
+
+        A buffered event is claimed, not taken: it leaves the buffer only when the caller has
+        recorded it and calls :meth:`settle` (``meta["buffered"]``). A pass that dies in
+        between claims the same event again when the wait is replayed."""
         rt, key, cid = self.rt, command.key, command.cid
         owner = _owner(run_id, cid)
         current = rt.store.register_hook(key, owner)
@@ -53,13 +57,17 @@ class EventWaits:
                 payload = rt.codec.encode(error, Place(run_id, ev.EVENT_RECEIVED, cid))
                 meta = {"key": key, "error": "EventKeyInUse"}
                 return NewEvent(ev.EVENT_RECEIVED, cid, meta, payload)
-        blob = rt.store.pop_buffered_event(key)
+        blob = rt.store.claim_buffered_event(key, owner)
         if blob is None:
             return None
         rt.store.delete_hook(key, owner)
         value = rt.codec.decode(blob, Place("", BUFFER_PLACE_KIND, key))
         payload = rt.codec.encode(value, Place(run_id, ev.EVENT_RECEIVED, cid))
         return NewEvent(ev.EVENT_RECEIVED, cid, {"key": key, "buffered": True}, payload)
+
+    def settle(self, run_id: str, command: AwaitEvent) -> None:
+        """The buffered event :meth:`register` returned is recorded: drop it from the buffer."""
+        self.rt.store.settle_buffered_event(command.key, _owner(run_id, command.cid))
 
     def _still_waiting(self, run_id: str, cid: str) -> bool:
         record = self.rt.store.get_run(run_id)

@@ -318,9 +318,15 @@ class EventStore(Protocol):
         """Keep ``blob`` for the next wait on ``key`` (FIFO) for ``ttl_ms``: an expired item is
         never returned, and the buffer itself goes once its last item has expired."""
 
-    def pop_buffered_event(self, key: str) -> bytes | None:
-        """Remove and return the oldest unexpired buffered payload, or None. Atomic: two
-        waiters never get the same item."""
+    def claim_buffered_event(self, key: str, owner: str) -> bytes | None:
+        """The oldest unexpired buffered payload, claimed for ``owner`` (None when there is
+        none). It stays in the buffer, claimed, until :meth:`settle_buffered_event`: asked
+        again, ``owner`` gets the same payload back (its pass died before recording it), and no
+        other owner ever gets it. Atomic: two waiters never claim the same item. A claimed item
+        still expires with its ttl."""
+
+    def settle_buffered_event(self, key: str, owner: str) -> bool:
+        """Remove the item ``owner`` claimed, once its outcome is recorded; False if none."""
 
     def claim_dedupe(self, key: str, dedupe_id: str, ttl_ms: int) -> bool:
         """True the first time; False while ``dedupe_id`` is remembered for ``key`` (``ttl_ms``

@@ -7,8 +7,8 @@ for the Redis server clock), so tests can skip time instead of sleeping.
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from . import keys
 from .base import check_owner, check_ttl
@@ -25,7 +25,8 @@ class MemoryExternalEvents:
     def __init__(self) -> None:
         super().__init__()
         self._hooks: dict[str, str] = {}
-        self._buffers: dict[str, deque[tuple[int, bytes]]] = {}  # (expires ms, payload)
+        #: Per key, oldest first: [expires ms, payload, owner that claimed it or ""].
+        self._buffers: dict[str, list[list[Any]]] = {}
         self._dedupe: dict[tuple[str, str], int] = {}  # (key, id) -> expires ms
 
     def _now(self) -> int:
@@ -65,23 +66,38 @@ class MemoryExternalEvents:
     def push_buffered_event(self, key: str, blob: bytes, ttl_ms: int) -> None:
         keys.validate_event_key(key)
         check_ttl(ttl_ms, "a buffered event ttl")
-        item = (self._now() + ttl_ms, bytes(blob))
+        item = [self._now() + ttl_ms, bytes(blob), ""]
         with self._cond:
-            self._buffers.setdefault(key, deque()).append(item)
+            self._buffers.setdefault(key, []).append(item)
 
-    def pop_buffered_event(self, key: str) -> bytes | None:
+    def claim_buffered_event(self, key: str, owner: str) -> bytes | None:
         keys.validate_event_key(key)
+        check_owner(owner)
         with self._cond:
-            buffer = self._buffers.get(key)
             now = self._now()
-            found = None
-            while buffer and found is None:
-                expires, blob = buffer.popleft()
-                if expires > now:
-                    found = blob
-            if buffer is not None and not buffer:
-                del self._buffers[key]
-            return found
+            buffer = [item for item in self._buffers.pop(key, []) if item[0] > now]
+            if buffer:
+                self._buffers[key] = buffer
+            mine = next((item for item in buffer if item[2] == owner), None)
+            if mine is None:
+                mine = next((item for item in buffer if not item[2]), None)
+                if mine is None:
+                    return None
+                mine[2] = owner
+            return bytes(mine[1])
+
+    def settle_buffered_event(self, key: str, owner: str) -> bool:
+        keys.validate_event_key(key)
+        check_owner(owner)
+        with self._cond:
+            buffer = self._buffers.get(key, [])
+            for i, item in enumerate(buffer):
+                if item[2] == owner:
+                    del buffer[i]
+                    if not buffer:
+                        del self._buffers[key]
+                    return True
+            return False
 
     # -- dedupe -----------------------------------------------------------------------------------
     def claim_dedupe(self, key: str, dedupe_id: str, ttl_ms: int) -> bool:

@@ -54,9 +54,16 @@ class RedisExternalEvents:
         buffer = keys.event_buffer(self.prefix, key)
         self._scripts.push_buffered_event(keys=[buffer], args=[bytes(blob), ttl_ms])
 
-    def pop_buffered_event(self, key: str) -> bytes | None:
-        item = self._scripts.pop_buffered_event(keys=[keys.event_buffer(self.prefix, key)])
+    def claim_buffered_event(self, key: str, owner: str) -> bytes | None:
+        check_owner(owner)
+        buffer = keys.event_buffer(self.prefix, key)
+        item = self._scripts.claim_buffered_event(keys=[buffer], args=[owner])
         return None if item is None else bytes(item)
+
+    def settle_buffered_event(self, key: str, owner: str) -> bool:
+        check_owner(owner)
+        buffer = keys.event_buffer(self.prefix, key)
+        return bool(self._scripts.settle_buffered_event(keys=[buffer], args=[owner]) == 1)
 
     # -- dedupe -----------------------------------------------------------------------------------
     def claim_dedupe(self, key: str, dedupe_id: str, ttl_ms: int) -> bool:

@@ -48,7 +48,8 @@ SCRIPT_NAMES = (
     "replace_hook",
     "delete_hook",
     "push_buffered_event",
-    "pop_buffered_event",
+    "claim_buffered_event",
+    "settle_buffered_event",
     "claim_redelivery",
 )
 
@@ -119,7 +120,8 @@ class Scripts:
     replace_hook: LuaScript
     delete_hook: LuaScript
     push_buffered_event: LuaScript
-    pop_buffered_event: LuaScript
+    claim_buffered_event: LuaScript
+    settle_buffered_event: LuaScript
     claim_redelivery: LuaScript
     _pinned: _PinnedConnections | None = field(default=None, repr=False)
 

@@ -23,6 +23,14 @@ def on_fakeredis(store: EventStore) -> bool:
     return isinstance(store, RedisEventStore) and isinstance(store.client, fakeredis.FakeRedis)
 
 
+def take(store: EventStore, key: str, owner: str = "run-w\ne1") -> bytes | None:
+    """What a waiter does with a buffered event: claim it, record it, settle it."""
+    blob = store.claim_buffered_event(key, owner)
+    if blob is not None:
+        assert store.settle_buffered_event(key, owner)
+    return blob
+
+
 # -- hooks ----------------------------------------------------------------------------------------
 def test_a_hook_is_claimed_once_and_a_second_claimant_learns_the_owner(store: EventStore) -> None:
     assert store.get_hook("order:1") is None
@@ -59,7 +67,7 @@ def test_any_event_key_up_to_1000_characters_works(store: EventStore, key: str) 
     assert store.register_hook(key, "run-a") is None
     assert store.get_hook(key) == "run-a"
     store.push_buffered_event(key, b"x", 10_000)
-    assert store.pop_buffered_event(key) == b"x"
+    assert take(store, key) == b"x"
     assert store.claim_dedupe(key, "d1", 10_000)
     assert not store.claim_dedupe(key, "d1", 10_000)
 
@@ -75,7 +83,7 @@ def test_bad_event_keys_are_refused_with_a_message_saying_why(
     with pytest.raises(ValueError, match=why):
         store.push_buffered_event(key, b"x", 1_000)
     with pytest.raises(ValueError, match=why):
-        store.pop_buffered_event(key)
+        take(store, key)
     with pytest.raises(ValueError, match=why):
         store.claim_dedupe(key, "d1", 1_000)
 
@@ -92,7 +100,7 @@ def test_owners_ttls_and_dedupe_ids_are_checked(store: EventStore) -> None:
     with pytest.raises(ValueError, match="dedupe id"):
         store.claim_dedupe("k", "", 1_000)
     assert store.get_hook("k") is None
-    assert store.pop_buffered_event("k") is None
+    assert take(store, "k") is None
 
 
 # -- the event buffer -----------------------------------------------------------------------------
@@ -101,10 +109,10 @@ def test_buffered_events_come_back_oldest_first_and_once(store: EventStore) -> N
     for blob in payloads:
         store.push_buffered_event("k", blob, 10_000)
     store.push_buffered_event("other", b"elsewhere", 10_000)
-    assert [store.pop_buffered_event("k") for _ in payloads] == payloads
-    assert store.pop_buffered_event("k") is None
-    assert store.pop_buffered_event("other") == b"elsewhere"
-    assert store.pop_buffered_event("never-pushed") is None
+    assert [take(store, "k") for _ in payloads] == payloads
+    assert take(store, "k") is None
+    assert take(store, "other") == b"elsewhere"
+    assert take(store, "never-pushed") is None
 
 
 def test_an_expired_buffered_event_is_never_returned(store: EventStore) -> None:
@@ -113,12 +121,12 @@ def test_an_expired_buffered_event_is_never_returned(store: EventStore) -> None:
     store.push_buffered_event("k", b"short-again", 50)
     store.push_buffered_event("gone", b"short", 50)
     time.sleep(0.12)
-    assert store.pop_buffered_event("k") == b"long"
-    assert store.pop_buffered_event("k") is None
-    assert store.pop_buffered_event("gone") is None
+    assert take(store, "k") == b"long"
+    assert take(store, "k") is None
+    assert take(store, "gone") is None
 
 
-def test_racing_waiters_never_pop_the_same_buffered_event(store: EventStore) -> None:
+def test_racing_waiters_never_claim_the_same_buffered_event(store: EventStore) -> None:
     if on_fakeredis(store):
         pytest.skip("fakeredis runs every command in-process under one lock: nothing races")
     sent = [f"e{i}".encode() for i in range(400)]
@@ -128,8 +136,9 @@ def test_racing_waiters_never_pop_the_same_buffered_event(store: EventStore) -> 
     popped: list[list[bytes]] = [[] for _ in range(8)]
 
     def drain(mine: list[bytes]) -> None:
+        owner = f"run-{threading.get_ident()}\ne1"
         barrier.wait()
-        while (blob := store.pop_buffered_event("k")) is not None:
+        while (blob := take(store, "k", owner)) is not None:
             mine.append(blob)
 
     threads = [threading.Thread(target=drain, args=(mine,)) for mine in popped]
@@ -142,6 +151,48 @@ def test_racing_waiters_never_pop_the_same_buffered_event(store: EventStore) -> 
     assert set(everything) == set(sent)
     for mine in popped:  # each waiter still sees FIFO order
         assert mine == sorted(mine, key=sent.index)
+
+
+def test_a_claimed_event_comes_back_to_its_owner_only_until_settled(store: EventStore) -> None:
+    store.push_buffered_event("k", b"first", 10_000)
+    store.push_buffered_event("k", b"second", 10_000)
+    assert store.claim_buffered_event("k", "run-a\ne1") == b"first"
+    # Its pass died before recording it: asked again, the same waiter gets the same event.
+    assert store.claim_buffered_event("k", "run-a\ne1") == b"first"
+    # Another waiter never gets a claimed event: it gets the next one.
+    assert store.claim_buffered_event("k", "run-b\ne1") == b"second"
+    assert store.claim_buffered_event("k", "run-c\ne1") is None
+    assert store.settle_buffered_event("k", "run-a\ne1")
+    assert not store.settle_buffered_event("k", "run-a\ne1")
+    assert store.claim_buffered_event("k", "run-a\ne1") is None  # settled: gone
+    assert store.claim_buffered_event("k", "run-b\ne1") == b"second"
+    assert store.settle_buffered_event("k", "run-b\ne1")
+    assert store.claim_buffered_event("k", "run-c\ne1") is None
+
+
+def test_a_claimed_event_expires_with_its_ttl(store: EventStore) -> None:
+    store.push_buffered_event("k", b"short", 50)
+    store.push_buffered_event("k", b"long", 10_000)
+    assert store.claim_buffered_event("k", "run-a\ne1") == b"short"
+    time.sleep(0.12)
+    assert store.claim_buffered_event("k", "run-a\ne1") == b"long"  # its claim expired
+    assert not store.settle_buffered_event("k", "run-b\ne1")
+    assert store.settle_buffered_event("k", "run-a\ne1")
+    assert store.claim_buffered_event("k", "run-a\ne1") is None
+
+
+def test_owners_that_share_a_prefix_or_hold_odd_bytes_settle_only_their_own(
+    store: EventStore,
+) -> None:
+    for blob in (b"a", b"b", b"c"):
+        store.push_buffered_event("k", blob, 10_000)
+    owners = ["run-1\ne1", "run-1\ne10", "run:1\n:e1c"]
+    assert [store.claim_buffered_event("k", o) for o in owners] == [b"a", b"b", b"c"]
+    assert store.settle_buffered_event("k", owners[1])
+    assert [store.claim_buffered_event("k", o) for o in owners] == [b"a", None, b"c"]
+    assert store.settle_buffered_event("k", owners[2])
+    assert store.settle_buffered_event("k", owners[0])
+    assert store.claim_buffered_event("k", owners[0]) is None
 
 
 # -- dedupe ---------------------------------------------------------------------------------------

@@ -42,7 +42,34 @@ def test_a_buffered_event_is_kept_for_the_next_wait(durable: Durable, waiter: An
     (received,) = of_kind(durable.history(handle.run_id), "event_received")
     assert received.meta == {"key": "k", "buffered": True}
     assert env.store.get_hook("k") is None
-    assert env.store.pop_buffered_event("k") is None  # taken, not copied
+    assert env.store.claim_buffered_event("k", "another\ne1") is None  # taken, not copied
+
+
+def test_a_buffered_event_outlives_a_pass_that_dies_before_recording_it(
+    durable: Durable, waiter: Any
+) -> None:
+    """The pass claims the event, then dies before its append: the event is neither lost nor
+    given to another waiter; the replayed wait claims it again and records it."""
+    env = WorkflowTestEnvironment(durable)
+    durable.send_event("k", "kept", buffer=True)
+    handle = waiter.start("k", timeout=60)
+    append = env.store.append_fenced_and_read
+
+    def dies(*args: Any, **kwargs: Any) -> Any:
+        raise SystemExit("the worker died before its append")
+
+    env.store.append_fenced_and_read = dies  # type: ignore[method-assign]
+    with pytest.raises(SystemExit):
+        env.run_until_idle()
+    env.store.append_fenced_and_read = append  # type: ignore[method-assign]
+    assert of_kind(durable.history(handle.run_id), "event_received") == []
+    assert env.store.claim_buffered_event("k", "another\ne1") is None  # not for anyone else
+    env.dispatcher.wake(handle.run_id)  # the recovery sweep's wake
+    env.advance(60)
+    assert env.result(handle) == ["kept"]
+    (received,) = of_kind(durable.history(handle.run_id), "event_received")
+    assert received.meta == {"key": "k", "buffered": True}
+    assert env.store._buffers == {}  # settled once recorded
 
 
 def test_buffered_events_are_taken_in_the_order_they_were_sent(
@@ -64,7 +91,7 @@ def test_buffer_true_still_delivers_straight_to_a_waiting_run(
     env.run_until_idle()
     durable.send_event("k", "direct", buffer=True)
     assert env.result(handle) == ["direct"]
-    assert env.store.pop_buffered_event("k") is None
+    assert env.store.claim_buffered_event("k", "another\ne1") is None
 
 
 @pytest.mark.parametrize(("waited", "delivered"), [(59, True), (61, False)])

@@ -67,5 +67,6 @@ def test_buffered_events_and_dedupe_ids_expire_on_the_clock_it_was_given() -> No
     assert not store.claim_dedupe("k", "d1", 1_000)
     now[0] += 0.001
     assert store.claim_dedupe("k", "d1", 1_000)
-    assert store.pop_buffered_event("k") == b"long"
-    assert store.pop_buffered_event("k") is None
+    assert store.claim_buffered_event("k", "o") == b"long"
+    assert store.settle_buffered_event("k", "o")
+    assert store.claim_buffered_event("k", "o") is None

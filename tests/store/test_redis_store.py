@@ -266,8 +266,9 @@ def test_script_replies_read_the_same_under_resp2_and_resp3(
         )
         assert store.read_last("r1", 2) == seen
         store.push_buffered_event("k", b"\x00blob", 10_000)
-        assert store.pop_buffered_event("k") == b"\x00blob"
-        assert store.pop_buffered_event("k") is None
+        assert store.claim_buffered_event("k", "o") == b"\x00blob"
+        assert store.settle_buffered_event("k", "o")
+        assert store.claim_buffered_event("k", "o") is None
         assert store.register_hook("k", "a") is None and store.register_hook("k", "b") == "a"
     finally:
         client.close()

@@ -85,12 +85,13 @@ def start(store: RedisEventStore, run_id: str = "r1") -> None:
     assert store.create_run(run_id, "wf", NewEvent(RUN_STARTED, "", {}, b"in"), {"q": "x"})
 
 
-def push_pop(store: RedisEventStore, key: str, rounds: int) -> None:
+def push_take(store: RedisEventStore, key: str, rounds: int) -> None:
     """Each reply must be the one of this very request (fails if two users share a socket)."""
     for i in range(rounds):
         blob = f"{key}-{i}".encode() + b"\x00\xff"
         store.push_buffered_event(key, blob, 60_000)
-        assert store.pop_buffered_event(key) == blob
+        assert store.claim_buffered_event(key, "o") == blob
+        assert store.settle_buffered_event(key, "o")
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -183,8 +184,9 @@ def _scenario(store: RedisEventStore) -> list[Any]:
     assert store.replace_hook("h", "o1", "o2")
     assert store.delete_hook("h", "o2")
     store.push_buffered_event("k", b"\x00\xffblob", 60_000)
-    assert store.pop_buffered_event("k") == b"\x00\xffblob"
-    assert store.pop_buffered_event("k") is None
+    assert store.claim_buffered_event("k", "o") == b"\x00\xffblob"
+    assert store.settle_buffered_event("k", "o")
+    assert store.claim_buffered_event("k", "o") is None
     with pytest.raises(RunNotFound):
         store.request_wake("missing")
     errors = []
@@ -258,7 +260,7 @@ def test_a_killed_connection_is_replaced_and_later_calls_pin_a_fresh_one(
     fresh = server_ids(redis_client, client_name)
     assert fresh and not fresh & killed
     counter = counted(store.client, monkeypatch)
-    push_pop(store, "k", 5)
+    push_take(store, "k", 5)
     assert counter.script_calls == 0  # pinned again
     assert server_ids(redis_client, client_name) == fresh
 
@@ -296,7 +298,7 @@ def test_a_reply_lost_mid_request_is_retried_through_redis_py_and_the_pin_return
     # The failed pin went back to the pool (not leaked): redis-py's retry reused it.
     assert in_use(client) == set()
     assert client.connection_pool._available_connections == [pinned]  # type: ignore[attr-defined]
-    push_pop(store, "k", 3)
+    push_take(store, "k", 3)
     assert counter.script_calls == 1  # later calls pinned a connection again
     assert len(in_use(client)) == 1
 
@@ -314,7 +316,7 @@ def test_a_client_that_does_not_retry_sees_the_error_and_no_second_run(
     assert counter.script_calls == 0
     assert in_use(client) == set()
     assert client.llen(f"{key_prefix}:evbuf:k") == 1  # ran once, not retried
-    assert store.pop_buffered_event("k") == b"once"
+    assert store.claim_buffered_event("k", "o") == b"once"
 
 
 # -- threads, fork, close -------------------------------------------------------------------------
@@ -329,7 +331,7 @@ def test_threads_get_their_own_connections_and_give_them_back_when_they_end(
 
     def work(name: str) -> None:
         try:
-            push_pop(store, name, 200)
+            push_take(store, name, 200)
         except BaseException:
             failures.append(traceback.format_exc())
         worked.wait()
@@ -355,13 +357,13 @@ def test_a_bounded_pool_is_never_pinned_past_half(
     client = redis.Redis(connection_pool=pool)
     try:
         store = RedisEventStore(client, key_prefix)
-        push_pop(store, "main", 2)  # pins the one connection allowed
+        push_take(store, "main", 2)  # pins the one connection allowed
         counter = counted(client, monkeypatch)
         failures: list[str] = []
 
         def work() -> None:
             try:
-                push_pop(store, "other", 5)
+                push_take(store, "other", 5)
             except BaseException:
                 failures.append(traceback.format_exc())
 
@@ -369,7 +371,7 @@ def test_a_bounded_pool_is_never_pinned_past_half(
         thread.start()
         thread.join()
         assert not failures, failures[0]
-        assert counter.script_calls == 10  # through the pool's other connection
+        assert counter.script_calls == 15  # through the pool's other connection
     finally:
         client.close()
         pool.disconnect()
@@ -380,7 +382,7 @@ def test_a_forked_child_takes_its_own_connection_and_leaves_the_parents_alone(
 ) -> None:
     client = make_client()
     store = RedisEventStore(client, key_prefix)
-    push_pop(store, "parent", 1)
+    push_take(store, "parent", 1)
     (pinned,) = in_use(client)
     sock = pinned._sock
     with warnings.catch_warnings():
@@ -389,17 +391,17 @@ def test_a_forked_child_takes_its_own_connection_and_leaves_the_parents_alone(
     if pid == 0:  # the child: never return into pytest
         status = 1
         try:
-            push_pop(store, "child", 200)
+            push_take(store, "child", 200)
             status = 0 if pinned not in in_use(client) else 2
         except BaseException:
             traceback.print_exc()
         finally:
             os._exit(status)
-    push_pop(store, "parent", 200)  # while the child runs its own calls
+    push_take(store, "parent", 200)  # while the child runs its own calls
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     counter = counted(client, monkeypatch)
-    push_pop(store, "parent", 5)
+    push_take(store, "parent", 5)
     assert in_use(client) == {pinned} and pinned._sock is sock  # not shut down by the child
     assert counter.script_calls == 0
 
@@ -409,9 +411,9 @@ def test_close_gives_the_pinned_connection_back_and_scripts_keep_working(
 ) -> None:
     client = make_client()
     store = RedisEventStore(client, key_prefix)
-    push_pop(store, "k", 1)
+    push_take(store, "k", 1)
     (pinned,) = in_use(client)
     store._scripts.close()
     assert in_use(client) == set() and not pinned.is_connected
-    push_pop(store, "k", 1)
+    push_take(store, "k", 1)
     assert len(in_use(client)) == 1
