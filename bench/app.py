@@ -11,8 +11,8 @@ it launches (``celery -A bench.app worker``) build the same app:
                      sets small cache bounds with it)
 ``BENCH_WORKER``     set to ``1`` in worker processes: installs the completion hook below
 
-How the bench sees that a run finished: in worker processes, ``Orchestrator.run_started`` (where
-every pass begins, whether a task or a one-hop continuation took the lease) is wrapped to
+How the bench sees that a run finished: in worker processes, ``Orchestrator._passes`` (where
+every pass goes, whether a task or a one-hop continuation took the lease) is wrapped to
 LPUSH the run id to ``<prefix>:done`` when a pass leaves the run terminal (wherever that pass
 runs: the orchestrator task, or a step task that continues its run); the bench BLPOPs it, then
 calls ``RunHandle.result()``, which returns at once. The Celery baseline ends the same way: its
@@ -251,20 +251,21 @@ class PerProcessFile(logging.Handler):
 
 
 def _announce_finished_runs() -> None:
-    """Wrap ``Orchestrator.run_started`` (in worker processes only): when a pass leaves its run
+    """Wrap ``Orchestrator._passes`` (in worker processes only): when a pass leaves its run
     terminal, push the run id to ``DONE_KEY``. Every pass goes through it (the orchestrator task,
-    or a step task continuing its run), so the bench hears of the end at once, for one LPUSH."""
+    a step task continuing its run, or one that went ahead with its outcome), so the bench hears
+    of the end at once, for one LPUSH."""
     from durable_celery.runtime.orchestrator import Orchestrator
 
-    original = Orchestrator.run_started
+    original = Orchestrator._passes
 
-    def run_started(self: Orchestrator, run_id: str, *args: Any, **kwargs: Any) -> Any:
+    def passes(self: Orchestrator, run_id: str, *args: Any, **kwargs: Any) -> Any:
         report = original(self, run_id, *args, **kwargs)
         if report.status in TERMINAL:
             client().lpush(DONE_KEY, run_id)
         return report
 
-    Orchestrator.run_started = run_started  # type: ignore[method-assign]
+    Orchestrator._passes = passes  # type: ignore[method-assign]
 
 
 _stack_files: list[Any] = []

@@ -64,6 +64,10 @@ class DurableConfig:
     #: hop per step instead of two). Off when ``orchestrator_queue`` is set: orchestration then
     #: belongs to the workers of that queue.
     one_hop: bool = True
+    #: With one-hop: a worker that holds the run's suspended workflow continues it with a
+    #: step's outcome before recording it, and records the outcome with the steps sent next
+    #: and the pass's end in one round trip (see ``Orchestrator.run_ahead``).
+    speculative_continuation: bool = True
     #: A dispatched step's input (encoded, as in the log) travels in its task message when it
     #: is at most this many bytes: the step task then reads nothing before running, and the
     #: pass sends the step before recording it, finishing itself in that same append (see

@@ -12,6 +12,11 @@ pass that dies before its append is replayed, and the replay sends the steps aga
 cids; each outcome is still recorded once). A step that finishes before the append lands has
 its outcome parked by the store until its ``step_scheduled`` entry is in. Everything else is
 recorded first and started after, through the outbox, and the pass ends with ``finish_pass``.
+
+A pass may also begin *ahead* of the log (``Orchestrator.run_ahead``): its workflow has already
+taken a step's outcome that is not recorded yet (:class:`Ahead`). The append that finishes the
+pass then records that outcome too, when the workflow only sent steps; otherwise
+:meth:`PassHost.begin` records it and takes the lease before anything else is written.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..codec import Place
-from ..errors import DecodingError
+from ..errors import DecodingError, LeaseLost
 from ..replay import events as ev
 from ..replay.commands import (
     AwaitEvent,
@@ -34,14 +39,34 @@ from ..replay.commands import (
 from ..replay.context import HostFault, ReplayContext
 from ..replay.events import Event, NewEvent
 from ..store.base import WaitFor
-from ..store.entries import call_identity
+from ..store.entries import as_recorded, call_identity, following_ids
 from ..workflow.clock import StartTimerUntil
 from .steps import run_attempt
 
 if TYPE_CHECKING:
     from .core import Runtime
 
-__all__ = ["PassHost", "PassStats"]
+__all__ = ["Ahead", "AheadRefused", "PassHost", "PassStats"]
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """An outcome a pass continues its workflow with before it is recorded: ``entry`` carries
+    the id it will be recorded at (see ``Orchestrator.run_ahead``)."""
+
+    entry: Event
+    key: str
+    identity: str | None
+    after: str
+    ttl_ms: int
+    #: When the entry's time was estimated (on ``LiveExecutions.clock``)
+    estimated_at: float
+
+
+class AheadRefused(LeaseLost):
+    """The run was not as the pass saw it when it went ahead: nothing was recorded, and the
+    workflow, which has seen an outcome that is not in the log, must be dropped. A LeaseLost,
+    so it stops the pass from inside the workflow as a lost lease does."""
 
 
 @dataclass
@@ -60,7 +85,14 @@ class PassStats:
 
 
 class PassHost:
-    def __init__(self, runtime: Runtime, run_id: str, token: str, stats: PassStats) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        run_id: str,
+        token: str,
+        stats: PassStats,
+        ahead: Ahead | None = None,
+    ) -> None:
         self.runtime = runtime
         self.run_id = run_id
         self.token = token
@@ -75,6 +107,47 @@ class PassHost:
         #: suspends on the steps it sent; any write after it would meet LeaseLost, which stops
         #: the pass (see ReplayContext.block_until).
         self.finished = False
+        #: The outcome this pass went ahead with, until recorded: by the append that finishes
+        #: the pass when the workflow only sent steps, else by :meth:`begin` before anything
+        #: else is written. The pass holds no lease until then.
+        self.ahead = ahead
+        #: The outcome gone ahead with is in the log (the pass is an ordinary one from then).
+        self.ahead_recorded = False
+        #: When the time of the log's last entry was current (``LiveExecutions.clock``), if not
+        #: when the pass ends: the entries recorded ahead carry an estimate made earlier.
+        self.clock_anchor: float | None = None
+
+    def begin(self) -> None:
+        """Record the outcome this pass went ahead with, and take the lease, unless done."""
+        ahead, self.ahead = self.ahead, None
+        if ahead is None:
+            return
+        rt = self.runtime
+        with rt.clock(self.stats, "append_ms"):
+            result = rt.store.record_ahead(
+                self.run_id,
+                ahead.key,
+                ahead.entry,
+                self.token,
+                ahead.ttl_ms,
+                ahead.after,
+                identity=ahead.identity,
+            )
+        self.stats.appends += 1
+        if result.status != "begun":
+            raise AheadRefused(f"run {self.run_id}: {result.reason}")
+        self.ahead_recorded = True
+        self._absorb_held(ahead.after, [ahead.entry])
+
+    def _absorb_held(self, after: str, entries: list[Event]) -> None:
+        """Take what this pass recorded into the event cache, the lease held. Nothing else can
+        have moved the cache (a pass needs the lease); if it did anyway, stop the pass: the
+        wake flag is set, so the recovery sweep drives the run again."""
+        if not self.runtime.events.absorb(self.run_id, after, entries):
+            self.runtime.store.release_lease(self.run_id, self.token)
+            raise LeaseLost(f"run {self.run_id}: the event cache moved during a pass")
+        self.stats.entries_new += len(entries)
+        self._caught_up = True
 
     # -- decoding ---------------------------------------------------------------------------------
     def fingerprint(self, value: Any, label: str) -> tuple[str, bytes]:
@@ -108,12 +181,22 @@ class PassHost:
 
     # -- new work ---------------------------------------------------------------------------------
     def on_blocked(self, commands: Sequence[Command]) -> Sequence[Event]:
+        if self.ahead is not None and not self._may_finish_ahead(commands):
+            self.begin()
         if commands:
             return self._record(commands)
         if self._caught_up:
             self._caught_up = False
             return []
         return self._read_new()
+
+    def _may_finish_ahead(self, commands: Sequence[Command]) -> bool:
+        """Whether these commands may be recorded with the outcome gone ahead with: dispatched
+        steps only (sent first when small enough, see :meth:`_record`)."""
+        lone = len(commands) == 1
+        return bool(commands) and all(
+            isinstance(c, ScheduleStep) and not self._inline(c, lone) for c in commands
+        )
 
     def _inline(self, command: ScheduleStep, lone: bool) -> bool:
         step = self.runtime.registry.step(command.name)
@@ -241,6 +324,8 @@ class PassHost:
         if waitfor is False:
             _, new = self._append(events)  # it waits on something already in: no finishing
             return new
+        if self.ahead is not None:
+            return self._record_ahead(events, waitfor)
         after = rt.events.last_id(self.run_id)
         with rt.clock(self.stats, "append_ms"):
             _, new, self.finished = rt.store.append_and_finish(
@@ -254,6 +339,42 @@ class PassHost:
         # takes in nothing past its own append (the cache, if it moved, is left to that pass).
         self.stats.entries_new += len(new)
         return new
+
+    def _record_ahead(self, events: list[NewEvent], waitfor: WaitFor | None) -> list[Event]:
+        """The outcome gone ahead with, the steps just sent, and the pass's end: one round
+        trip. The steps' entries take the ids right after the outcome's."""
+        rt = self.runtime
+        ahead, self.ahead = self.ahead, None
+        assert ahead is not None
+        ids = following_ids(ahead.entry.entry_id, len(events))
+        scheduled = [as_recorded(e, i) for e, i in zip(events, ids, strict=True)]
+        with rt.clock(self.stats, "append_ms"):
+            result = rt.store.record_ahead(
+                self.run_id,
+                ahead.key,
+                ahead.entry,
+                self.token,
+                ahead.ttl_ms,
+                ahead.after,
+                identity=ahead.identity,
+                scheduled=scheduled,
+                waitfor=waitfor,
+            )
+        self.stats.appends += 1
+        if result.status == "refused":
+            raise AheadRefused(f"run {self.run_id}: {result.reason}")
+        self.ahead_recorded = True
+        own = [ahead.entry, *scheduled]
+        if result.status == "finished":
+            # As _append_and_finish: the lease is free, so another pass may already be reading
+            # on; if the cache moved, it is left to that pass.
+            self.finished = self._caught_up = True
+            self.clock_anchor = ahead.estimated_at
+            if rt.events.absorb(self.run_id, ahead.after, own):
+                self.stats.entries_new += len(own)
+            return scheduled
+        self._absorb_held(ahead.after, [*own, *result.promoted])  # continued: lease held
+        return [*scheduled, *result.promoted]
 
     def cancel(self, cids: list[str]) -> None:
         """Revoke dispatched steps whose results a race will never use."""
@@ -311,6 +432,7 @@ class PassHost:
     ) -> tuple[list[str], list[Event]]:
         """One round trip: append (fenced) and read everything after what this pass has seen,
         including entries others appended meanwhile."""
+        self.begin()  # steps too large to send first: the outcome gone ahead with goes first
         rt = self.runtime
         after = rt.events.last_id(self.run_id)
         with rt.clock(self.stats, "append_ms"):

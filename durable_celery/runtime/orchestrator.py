@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -20,8 +21,9 @@ from ..replay import events as ev
 from ..replay.engine import PassResult, WorkflowExecution
 from ..replay.events import Event, NewEvent
 from ..store.base import PassStart, WaitFor
+from ..store.entries import as_recorded
 from .core import Runtime
-from .host import PassHost, PassStats, pending_waitfor
+from .host import Ahead, PassHost, PassStats, pending_waitfor
 
 __all__ = ["Orchestrator", "OrchestrationReport"]
 
@@ -68,17 +70,131 @@ class Orchestrator:
             return OrchestrationReport(run_id, "busy", retry_after=max(start.lease_ms, 50) / 1000)
         # The first pass must see begin_pass's entries as new (a parked run resumes with them).
         carried = start.entries if rt.events.absorb(run_id, after, start.entries) else None
+        return self._passes(run_id, token, _Clock(rt), carried=carried, outbox=start.outbox)
+
+    def run_ahead(
+        self, run_id: str, key: str, outcome: NewEvent, identity: str | None
+    ) -> OrchestrationReport | None:
+        """Continue the run with a step's outcome before recording it (speculative
+        continuation), then record both in one round trip. None when this process cannot, or
+        the run moved meanwhile: nothing was recorded, and the caller records the outcome the
+        usual way (``record_and_begin``).
+
+        Only for a workflow parked here at the tail of the log as this process knows it,
+        waiting on this outcome alone. The outcome gets the entry id it will be recorded at
+        beforehand (the workflow may read the log's time from it): the time of the previous
+        entry plus the time since, on this process's monotonic clock (from when that entry was
+        written, or from when its time was estimated so, which keeps estimates from drifting
+        along a run). When the workflow then only sends steps, the outcome, their scheduling and the
+        pass's end are one script (``record_ahead``), where a step's outcome and the next
+        step's scheduling used to be two round trips (``record_and_begin``, then
+        ``append_and_finish``). Anything else records the outcome and takes the lease first
+        (``PassHost.begin``) and goes on as a pass does. The script refuses, writing nothing,
+        unless the log, the lease and the wake flag are as this process saw them; the
+        workflow, which has seen an outcome that is not in the log, is then dropped, and steps
+        it sent are sent again by the replay (same cids; each outcome is still recorded once).
+        """
+        rt = self.rt
+        if not rt.config.speculative_continuation:
+            return None
+        parked = rt.live.take_parked(run_id)
+        if parked is None:
+            return None
+        execution, parked_at = parked
+        history = rt.events.get(run_id)
+        if not history or not self._may_go_ahead(run_id, execution, history, outcome.cid):
+            rt.live.put(run_id, execution, parked_at)
+            return None
+        after = history[-1].entry_id
+        # The memory store's clock is in this process (and may be a test's virtual clock).
+        local_now = getattr(rt.store, "local_now_ms", None)
+        # Whole milliseconds since the last entry's time was current; the moment the estimate
+        # stands for (the rest is carried to the next estimate, so none drifts).
+        elapsed_ms = max(math.floor((rt.live.clock() - parked_at) * 1000 + 1e-6), 0)
+        estimated_at = parked_at + elapsed_ms / 1000
+        now_ms = int(after.partition("-")[0]) + elapsed_ms
+        if local_now is not None:
+            now_ms = local_now()
+        entry = as_recorded(outcome, _ahead_id(after, now_ms))
+        token, ttl_ms = self.new_token()
+        clock = _Clock(rt)
+        ahead = Ahead(entry, key, identity, after, ttl_ms, estimated_at)
+        host = PassHost(rt, run_id, token, clock.stats, ahead)
+        host.context = execution.ctx
+        clock.stats.extra["workflow"] = execution.ctx.workflow
+        try:
+            before = (execution.ctx.replayed_calls, execution.ctx.new_calls)
+            with rt.clock(clock.stats, "replay_ms"):
+                result = execution.resume(host, [entry])
+            self._count(execution, clock.stats, before)
+            if result.status != "fault":
+                host.begin()  # ended or suspended without writing: the outcome goes first
+        except Exception:
+            if not host.ahead_recorded:
+                self._ahead_dropped(run_id, execution)
+                return None
+            execution.abandon()
+            rt.store.release_lease(run_id, token)
+            raise
+        if not host.ahead_recorded:  # refused, or a fault before anything was written
+            self._ahead_dropped(run_id, execution)
+            return None
+        return self._passes(run_id, token, clock, first=(host, result, execution))
+
+    def _may_go_ahead(
+        self, run_id: str, execution: WorkflowExecution, history: list[Event], cid: str
+    ) -> bool:
+        ctx = self.rt.registry.workflows.get(execution.ctx.workflow)
+        waiting = execution.ctx.waiting
+        return (
+            execution.can_resume()
+            and waiting is not None
+            and tuple(waiting[1]) == (cid,)
+            and not execution.ctx.recorded_outcome(cid)
+            and len(execution.ctx.history) == len(history)
+            and execution.ctx.last_entry_id == history[-1].entry_id
+            and getattr(ctx, "fn", None) is execution.fn
+            and self._states.of(run_id, history) == "running"
+        )
+
+    def _ahead_dropped(self, run_id: str, execution: WorkflowExecution) -> None:
+        """Nothing was recorded: forget what the workflow saw ahead of the log."""
+        execution.abandon()
+        self.rt.hydration.drop_run(run_id)  # values decoded under the id it went ahead with
+        log.debug("run %s: outcome not recorded ahead; recording it the usual way", run_id)
+
+    def _passes(
+        self,
+        run_id: str,
+        token: str,
+        clock: _Clock,
+        *,
+        carried: list[Event] | None = None,
+        outbox: list[str] | None = None,
+        first: tuple[PassHost, PassResult, WorkflowExecution] | None = None,
+    ) -> OrchestrationReport:
+        """Passes, holding the lease for ``token``, until one sees the whole log. ``first``: a
+        pass already driven (``run_ahead``), to be recorded and finished like any."""
+        rt = self.rt
         report = OrchestrationReport(run_id, "running")
-        stats = PassStats()
-        started = time.perf_counter()
-        hits, misses = rt.hydration.hits, rt.hydration.misses
+        stats = clock.stats
         warm = False
         try:
-            if start.outbox:
-                self._resend_outbox(run_id, start.outbox)
+            if outbox:
+                self._resend_outbox(run_id, outbox)
             while True:
                 report.passes += 1
-                report.status, warm_pass = self._one_pass(run_id, token, stats, carried, report)
+                if first is not None:
+                    host, result, execution = first
+                    first = None
+                    history = rt.events.get(run_id) or []
+                    report.status = self._settle(
+                        run_id, token, host, result, execution, history, report
+                    )
+                    stats.entries_total = len(history)
+                    warm_pass = True
+                else:
+                    report.status, warm_pass = self._one_pass(run_id, token, stats, carried, report)
                 carried = None
                 warm = warm or warm_pass
                 if report.finished:
@@ -94,9 +210,9 @@ class Orchestrator:
             rt.live.drop(run_id)
             rt.store.release_lease(run_id, token)
             raise
-        stats.extra["cache_hits"] = rt.hydration.hits - hits
-        stats.extra["cache_misses"] = rt.hydration.misses - misses
-        self._log_timing(run_id, stats, started, warm, report)
+        stats.extra["cache_hits"] = rt.hydration.hits - clock.hits
+        stats.extra["cache_misses"] = rt.hydration.misses - clock.misses
+        self._log_timing(run_id, stats, clock.started, warm, report)
         if report.status in ("completed", "failed", "cancelled"):
             rt.forget_run(run_id)
             self._states.forget(run_id)
@@ -126,13 +242,7 @@ class Orchestrator:
         if state == "running":
             host = PassHost(rt, run_id, token, stats)
             result, warm, execution = self._drive(run_id, host, history, new, stats)
-            state = self._record(run_id, token, result, history, stats)
-            report.waitfor = None
-            report.finished = host.finished
-            if result.status == "suspended" and execution is not None:
-                report.waitfor = self._waitfor(execution)
-                if execution.parked:
-                    rt.live.put(run_id, execution)
+            state = self._settle(run_id, token, host, result, execution, history, report)
         elif state == "cancelling":
             rt.live.drop(run_id)
             cancelled = NewEvent(ev.RUN_CANCELLED, "", {})
@@ -141,6 +251,26 @@ class Orchestrator:
             state = "cancelled"
         stats.entries_total = len(history)  # the cache's own list: it includes this pass's appends
         return state, warm
+
+    def _settle(
+        self,
+        run_id: str,
+        token: str,
+        host: PassHost,
+        result: PassResult,
+        execution: WorkflowExecution | None,
+        history: list[Event],
+        report: OrchestrationReport,
+    ) -> str:
+        """Record how a driven pass ended; keep the workflow if it parked."""
+        state = self._record(run_id, token, result, history, host.stats)
+        report.waitfor = None
+        report.finished = host.finished
+        if result.status == "suspended" and execution is not None:
+            report.waitfor = self._waitfor(execution)
+            if execution.parked:
+                self.rt.live.put(run_id, execution, host.clock_anchor)
+        return state
 
     def _drive(
         self, run_id: str, host: PassHost, history: list[Event], new: list[Event], stats: PassStats
@@ -330,6 +460,22 @@ class Orchestrator:
             "warm": str(warm).lower(),
         }
         timing_log.info(" ".join(f"{k}={v}" for k, v in fields.items()), extra={"durable": fields})
+
+
+class _Clock:
+    """When a pass began, and the hydration counters then, for its timing line."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.stats = PassStats()
+        self.started = time.perf_counter()
+        self.hits, self.misses = rt.hydration.hits, rt.hydration.misses
+
+
+def _ahead_id(after: str, now_ms: int) -> str:
+    """The id of an entry written at ``now_ms`` after ``after``: above it, as a stream id must
+    be (within its millisecond when the clock has not moved on)."""
+    ms, _, seq = after.partition("-")
+    return f"{now_ms}-0" if now_ms > int(ms) else f"{ms}-{int(seq or 0) + 1}"
 
 
 def _attached_children(history: list[Event]) -> list[str]:

@@ -95,6 +95,22 @@ class PassStart:
 
 
 @dataclass(frozen=True)
+class AheadResult:
+    """What :meth:`EventStore.record_ahead` did.
+
+    ``begun``: the outcome is recorded and the caller holds the lease (a pass is running).
+    ``finished``: the outcome and the scheduled entries are recorded, and the pass is over.
+    ``continued``: as finished, but outcomes of the steps just scheduled were waiting (they
+    finished before this script ran): they follow in ``promoted``, and the caller holds the
+    lease to take them in. ``refused``: nothing was written; ``reason`` says why.
+    """
+
+    status: str
+    promoted: list[Event] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class DueTimer:
     member: str  # opaque member, pass back to remove_timer
     kind: str  # "retry" | "timer" | ...
@@ -234,6 +250,33 @@ class EventStore(Protocol):
 
         The PassStart is None when the outcome did not wake the run; ``acquired`` is False when
         an expired pass's lease is still held (enqueue a pass instead)."""
+
+    def record_ahead(
+        self,
+        run_id: str,
+        key: str,
+        outcome: Event,
+        token: str,
+        ttl_ms: int,
+        after_id: str,
+        *,
+        identity: str | None = None,
+        scheduled: Sequence[Event] = (),
+        waitfor: WaitFor | None = None,
+    ) -> AheadResult:
+        """Record ``outcome`` under ``key`` at its own entry id, which the caller chose: it
+        continued the run's live workflow with it before recording it (speculative
+        continuation). Only when the run is exactly as the caller saw it: running, its last
+        entry ``after_id``, the outcome not recorded, the call ``identity`` (if given) scheduled
+        under the outcome's cid, no pass running and none queued. Otherwise ``refused`` and
+        nothing is written.
+
+        Without ``scheduled``: also take the lease for ``token`` and set the wake flag, as
+        :meth:`record_and_begin` does (``begun``). With ``scheduled`` (``step_scheduled``
+        entries with their chosen ids, after the outcome's; steps already sent): append them
+        too, and finish the pass with ``waitfor`` as :meth:`append_and_finish` does
+        (``finished``), or, when outcomes of those steps were parked, promote them and take the
+        lease (``continued``). One atomic step, one round trip on Redis."""
 
     # -- orchestration ----------------------------------------------------------------------------
     def acquire_lease(self, run_id: str, token: str, ttl_ms: int) -> bool:

@@ -9,6 +9,7 @@ history read from Redis and one read from memory are equal ``Event`` objects:
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -35,6 +36,9 @@ __all__ = [
     "call_identity",
     "identity_key",
     "own_entries",
+    "as_recorded",
+    "following_ids",
+    "check_rising",
     "scheduled_key",
     "split_lease",
 ]
@@ -113,6 +117,25 @@ def own_entries(
             own.append(Event(entry_id, event.kind, event.cid, _as_read(event.meta), event.payload))
             floor = _id_key(entry_id)
     return own
+
+
+def as_recorded(event: NewEvent, entry_id: str) -> Event:
+    """``event`` as a read will return it once it is recorded under ``entry_id``."""
+    return Event(entry_id, event.kind, event.cid, _as_read(event.meta), event.payload)
+
+
+def check_rising(after_id: str, entry_ids: Iterable[str]) -> None:
+    """Refuse chosen entry ids that do not rise above ``after_id`` in order, before any write."""
+    ordered = [_id_key(check_entry_id(after_id))]
+    ordered += [_id_key(check_entry_id(i)) for i in entry_ids]
+    if any(a >= b for a, b in itertools.pairwise(ordered)):
+        raise ValueError(f"entry ids {list(entry_ids)} must rise above {after_id}, in order")
+
+
+def following_ids(entry_id: str, count: int) -> list[str]:
+    """The ``count`` stream ids right after ``entry_id`` within its millisecond."""
+    ms, seq = _id_key(entry_id)
+    return [f"{ms}-{seq + i}" for i in range(1, count + 1)]
 
 
 _SCALARS = (str, int, float, bool, type(None))

@@ -25,6 +25,7 @@ from ..replay.events import RUN_STARTED, Event, NewEvent
 from . import keys
 from .base import (
     TERMINAL_STATUSES,
+    AheadResult,
     OutcomeResult,
     PassStart,
     RunRecord,
@@ -38,6 +39,7 @@ from .entries import (
     call_identity,
     check_entry_id,
     check_extra,
+    check_rising,
     decode_entry,
     decode_run,
     encode_fields,
@@ -73,6 +75,16 @@ class _Run:
     #: Outcomes of steps sent before their scheduling was recorded: (fields, key, identity of
     #: the call) in arrival order, until the step_scheduled entry comes (see record_outcome).
     early: list[tuple[dict[str, bytes], str, str]] = field(default_factory=list)
+
+    def append_at(self, fields: dict[str, bytes], entry_id: str) -> str:
+        """Like XADD with an explicit id: it must be above the stream's last one."""
+        new = _parse_id(entry_id)
+        if self.ids and new <= self.ids[-1]:
+            raise ValueError(f"entry id {entry_id} is not above the stream's last one")
+        self.ids.append(new)
+        self.entries.append(fields)
+        self.meta["updated_ms"] = str(new[0])
+        return entry_id
 
     def append(self, fields: dict[str, bytes], now: int) -> str:
         # Like XADD *: the wall clock in ms, but never going back within one stream.
@@ -408,6 +420,67 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
                 return outcome, None
             return outcome, self.begin_pass(run_id, token, ttl_ms, after_id)
 
+    def record_ahead(
+        self,
+        run_id: str,
+        key: str,
+        outcome: Event,
+        token: str,
+        ttl_ms: int,
+        after_id: str,
+        *,
+        identity: str | None = None,
+        scheduled: Sequence[Event] = (),
+        waitfor: WaitFor | None = None,
+    ) -> AheadResult:
+        check_lease_args(token, ttl_ms)
+        keys.validate_run_id(run_id)
+        check_rising(after_id, [e.entry_id for e in (outcome, *scheduled)])
+        outcome_fields = encode_fields(
+            NewEvent(outcome.kind, outcome.cid, outcome.meta, outcome.payload)
+        )
+        with self._cond:
+            run = self._live(run_id)
+            reason = ""
+            if run is None:
+                reason = "missing"
+            elif run.meta.get("status") != "running":
+                reason = "status"
+            elif key in run.outcomes:
+                reason = "recorded"
+            elif identity and run.outcomes.get(identity_key(outcome.cid)) != identity:
+                reason = "call"
+            elif self._lease(run_id) is not None or run_id in self._wake:
+                reason = "busy"
+            elif not run.ids or "{}-{}".format(*run.ids[-1]) != after_id:
+                reason = "moved"
+            if run is None or reason:
+                return AheadResult("refused", reason=reason)
+            run.outcomes[key] = run.append_at(outcome_fields, outcome.entry_id)
+            if not scheduled:
+                self._wake.add(run_id)
+                self._leases[run_id] = _Lease(token, ttl_ms, time.monotonic() + ttl_ms / 1000)
+                self._cond.notify_all()
+                return AheadResult("begun")
+            for event in scheduled:
+                new = NewEvent(event.kind, event.cid, event.meta, event.payload)
+                fields, okey, call = _fields(new)
+                run.append_at(fields, event.entry_id)
+                if okey:
+                    run.outcomes[okey] = event.entry_id
+                if call:
+                    run.outcomes[identity_key(event.cid)] = call
+            last = scheduled[-1].entry_id
+            self._promote(run)
+            self._cond.notify_all()
+            promoted = self._after(run_id, last)
+            if not promoted:
+                self._finish(run_id, run, waitfor)
+                return AheadResult("finished")
+            self._wake.add(run_id)
+            self._leases[run_id] = _Lease(token, ttl_ms, time.monotonic() + ttl_ms / 1000)
+            return AheadResult("continued", promoted)
+
     # -- orchestration ----------------------------------------------------------------------------
     def acquire_lease(self, run_id: str, token: str, ttl_ms: int) -> bool:
         check_lease_args(token, ttl_ms)
@@ -502,6 +575,10 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+    def local_now_ms(self) -> int:
+        """:meth:`now_ms`, which here costs no round trip (see ``Orchestrator.run_ahead``)."""
+        return self.now_ms()
 
 
 def _fields(event: NewEvent) -> tuple[dict[str, bytes], str, str]:

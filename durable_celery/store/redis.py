@@ -22,6 +22,7 @@ import redis
 from ..replay.events import RUN_STARTED, Event, NewEvent, entry_millis
 from . import keys
 from .base import (
+    AheadResult,
     DueTimer,
     OutcomeResult,
     PassStart,
@@ -36,6 +37,7 @@ from .entries import (
     call_identity,
     check_entry_id,
     check_extra,
+    check_rising,
     decode_due,
     decode_entry,
     decode_run,
@@ -349,6 +351,43 @@ class RedisEventStore(RedisExternalEvents):
         entries = [decode_entry(i, _pairs(f)) for i, f in reply[5]]
         return outcome, PassStart(True, sorted(_text(m) for m in reply[4]), entries)
 
+    def record_ahead(
+        self,
+        run_id: str,
+        key: str,
+        outcome: Event,
+        token: str,
+        ttl_ms: int,
+        after_id: str,
+        *,
+        identity: str | None = None,
+        scheduled: Sequence[Event] = (),
+        waitfor: WaitFor | None = None,
+    ) -> AheadResult:
+        check_lease_args(token, ttl_ms)
+        check_rising(after_id, [e.entry_id for e in (outcome, *scheduled)])
+        k = self._keys(run_id)
+        mode, missing, cids = (
+            ("-", 0, ()) if waitfor is None else (waitfor.mode, waitfor.missing, waitfor.cids)
+        )
+        args: list[Any] = [token, int(ttl_ms), after_id, key, identity or "", len(scheduled)]
+        args += [mode, int(missing), len(cids), *cids]
+        args += [outcome.entry_id, *event_args(_new(outcome))]
+        for event in scheduled:
+            new = _new(event)
+            args += [event.entry_id, *event_args(new), call_identity(new)]
+        reply = self._scripts.record_ahead(
+            keys=[k.lease, k.log, k.meta, k.outcomes, k.outbox, k.wake, k.waitfor, k.early],
+            args=args,
+        )
+        status = {1: "begun", 2: "finished", 3: "continued"}.get(int(reply[0]), "refused")
+        if status == "refused":
+            return AheadResult(status, reason=_text(reply[1]))
+        promoted = (
+            [decode_entry(i, _pairs(f)) for i, f in reply[1]] if status == "continued" else []
+        )
+        return AheadResult(status, promoted)
+
     # -- orchestration ----------------------------------------------------------------------------
     def acquire_lease(self, run_id: str, token: str, ttl_ms: int) -> bool:
         """Take the lease, or renew it (for ``ttl_ms``) when ``token`` already holds it."""
@@ -469,3 +508,7 @@ def _xread_entries(reply: Any) -> list[Any]:
             entries = entries[0]
         found.extend(entries)
     return found
+
+
+def _new(event: Event) -> NewEvent:
+    return NewEvent(event.kind, event.cid, event.meta, event.payload)

@@ -51,6 +51,7 @@ SCRIPT_NAMES = (
     "claim_buffered_event",
     "settle_buffered_event",
     "claim_redelivery",
+    "record_ahead",
 )
 
 #: What redis-py raises when a socket fails (it wraps most ``OSError``s, not all).
@@ -123,6 +124,7 @@ class Scripts:
     claim_buffered_event: LuaScript
     settle_buffered_event: LuaScript
     claim_redelivery: LuaScript
+    record_ahead: LuaScript
     _pinned: _PinnedConnections | None = field(default=None, repr=False)
 
     @classmethod

@@ -1,6 +1,7 @@
 """Every performance mechanism gives the same results and the same log with it on and off:
-live workflows, one-hop continuation, the hydration cache, the event cache, inline execution,
-and step inputs in messages (steps sent before the append that finishes the pass)."""
+live workflows, one-hop continuation (with and without speculative continuation), the
+hydration cache, the event cache, inline execution, and step inputs in messages (steps sent
+before the append that finishes the pass)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "no live workflows": {"live_workflows": False},
     "no one-hop": {"one_hop": False},
     "one-hop": {"one_hop": True},
+    "one-hop, no speculative continuation": {"one_hop": True, "speculative_continuation": False},
     "no hydration cache": {"hydration_cache_bytes": 1},
     "no event cache": {"event_cache_runs": 1},
     "no inputs in messages": {"message_input_limit": 0},
@@ -27,6 +29,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "hydration_cache_bytes": 1,
         "event_cache_runs": 1,
         "message_input_limit": 0,
+        "speculative_continuation": False,
     },
 }
 
