@@ -38,7 +38,7 @@ from ..replay.commands import (
 )
 from ..replay.context import HostFault, ReplayContext
 from ..replay.events import Event, NewEvent
-from ..store.base import WaitFor
+from ..store.base import AheadResult, WaitFor
 from ..store.entries import as_recorded, call_identity, following_ids
 from ..workflow.clock import StartTimerUntil
 from .steps import run_attempt
@@ -122,9 +122,16 @@ class PassHost:
         ahead, self.ahead = self.ahead, None
         if ahead is None:
             return
-        rt = self.runtime
-        with rt.clock(self.stats, "append_ms"):
-            result = rt.store.record_ahead(
+        self._store_ahead(ahead)
+        self._absorb_held(ahead.after, [ahead.entry])
+
+    def _store_ahead(
+        self, ahead: Ahead, scheduled: list[Event] | None = None, waitfor: WaitFor | None = None
+    ) -> AheadResult:
+        """``record_ahead`` (begin a pass, or with ``scheduled`` finish it); AheadRefused when
+        the store refused, having written nothing."""
+        with self.runtime.clock(self.stats, "append_ms"):
+            result = self.runtime.store.record_ahead(
                 self.run_id,
                 ahead.key,
                 ahead.entry,
@@ -132,12 +139,14 @@ class PassHost:
                 ahead.ttl_ms,
                 ahead.after,
                 identity=ahead.identity,
+                scheduled=scheduled or (),
+                waitfor=waitfor,
             )
         self.stats.appends += 1
-        if result.status != "begun":
+        if result.status == "refused":
             raise AheadRefused(f"run {self.run_id}: {result.reason}")
         self.ahead_recorded = True
-        self._absorb_held(ahead.after, [ahead.entry])
+        return result
 
     def _absorb_held(self, after: str, entries: list[Event]) -> None:
         """Take what this pass recorded into the event cache, the lease held. Nothing else can
@@ -348,22 +357,7 @@ class PassHost:
         assert ahead is not None
         ids = following_ids(ahead.entry.entry_id, len(events))
         scheduled = [as_recorded(e, i) for e, i in zip(events, ids, strict=True)]
-        with rt.clock(self.stats, "append_ms"):
-            result = rt.store.record_ahead(
-                self.run_id,
-                ahead.key,
-                ahead.entry,
-                self.token,
-                ahead.ttl_ms,
-                ahead.after,
-                identity=ahead.identity,
-                scheduled=scheduled,
-                waitfor=waitfor,
-            )
-        self.stats.appends += 1
-        if result.status == "refused":
-            raise AheadRefused(f"run {self.run_id}: {result.reason}")
-        self.ahead_recorded = True
+        result = self._store_ahead(ahead, scheduled, waitfor)
         own = [ahead.entry, *scheduled]
         if result.status == "finished":
             # As _append_and_finish: the lease is free, so another pass may already be reading

@@ -8,6 +8,8 @@ worker saw it; otherwise nothing is written. Runs on every store kind.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from durable_celery.replay.events import STEP_COMPLETED, STEP_SCHEDULED, Event, NewEvent
@@ -49,22 +51,27 @@ def as_entry(entry_id: str, event: NewEvent) -> Event:
     return Event(entry_id, event.kind, event.cid, event.meta, event.payload)
 
 
+def s1_then_s2(store: EventStore, after: str, ids: list[str], identity: str = CHARGE) -> Any:
+    """s1's outcome gone ahead with, and s2 sent: record both and finish, waiting for s2."""
+    return store.record_ahead(
+        "r1",
+        "s1",
+        outcome(ids[0]),
+        "t2",
+        10_000,
+        after,
+        identity=identity,
+        scheduled=[as_entry(ids[1], scheduled("s2"))],
+        waitfor=WaitFor("all", ("s2",)),
+    )
+
+
 def test_finish_mode_records_outcome_and_new_steps_at_the_chosen_ids_and_ends_the_pass(
     store: EventStore,
 ) -> None:
     after = waiting_on_s1(store)
     first, second = ahead_ids(after, 2)
-    result = store.record_ahead(
-        "r1",
-        "s1",
-        outcome(first),
-        "t2",
-        10_000,
-        after,
-        identity=CHARGE,
-        scheduled=[as_entry(second, scheduled("s2"))],
-        waitfor=WaitFor("all", ("s2",)),
-    )
+    result = s1_then_s2(store, after, [first, second])
     assert result.status == "finished" and result.promoted == []
     new = store.read_since("r1", after)
     assert new == [outcome(first), as_entry(second, scheduled("s2"))]  # as the caller built them
@@ -112,17 +119,8 @@ def test_refused_unless_the_run_is_as_the_caller_saw_it_and_nothing_is_written(
         store.set_status("r1", "blocked")
     before = store.read_since("r1", None)
     lease, wake = store.lease_holder("r1"), store.wake_pending("r1")
-    first, second = ahead_ids(last_id(store, "r1") if change != "moved" else after, 2)
-    result = store.record_ahead(
-        "r1",
-        "s1",
-        outcome(first),
-        "t2",
-        10_000,
-        after,
-        identity=identity,
-        scheduled=[as_entry(second, scheduled("s2"))],
-    )
+    ids = ahead_ids(last_id(store, "r1") if change != "moved" else after, 2)
+    result = s1_then_s2(store, after, ids, identity)
     expected = {"queued": "busy"}.get(change, change)
     assert (result.status, result.reason) == ("refused", expected)
     assert store.read_since("r1", None) == before
@@ -145,17 +143,7 @@ def test_outcomes_of_the_new_steps_that_came_first_are_promoted_and_the_lease_ke
     )
     assert parked.parked
     first, second = ahead_ids(after, 2)
-    result = store.record_ahead(
-        "r1",
-        "s1",
-        outcome(first),
-        "t2",
-        10_000,
-        after,
-        identity=CHARGE,
-        scheduled=[as_entry(second, scheduled("s2"))],
-        waitfor=WaitFor("all", ("s2",)),
-    )
+    result = s1_then_s2(store, after, [first, second])
     assert result.status == "continued"
     assert [(e.kind, e.cid, e.payload) for e in result.promoted] == [
         (STEP_COMPLETED, "s2", b"fast")

@@ -17,9 +17,9 @@ from durable_celery import Durable, gather
 from durable_celery.replay.events import STEP_COMPLETED, STEP_SCHEDULED, Event
 from durable_celery.store import MemoryEventStore
 from durable_celery.store.base import lease_lost
-from durable_celery.testing.local import LocalDispatcher, LocalEnvironment
+from durable_celery.testing.local import LocalEnvironment
 
-from .support import gather_of_squares
+from .support import EagerWorker, gather_of_squares
 
 
 def completed_per_cid(history: list[Event]) -> dict[str, int]:
@@ -55,20 +55,6 @@ def store_that_dies_once_after_sending() -> MemoryEventStore:
 
     store.append_and_finish = dies_once  # type: ignore[method-assign]
     return store
-
-
-class EagerWorker(LocalDispatcher):
-    """Runs each step the moment it is sent: before the pass that sent it has appended."""
-
-    env: LocalEnvironment
-
-    def send_step(self, step: Any, run_id: str, cid: str, entry_id: str, attempt: int,
-                  queue: str | None = None, payload: bytes | None = None,
-                  identity: str | None = None) -> None:  # fmt: skip
-        self.sent_steps += 1
-        self.env.runtime.steps.execute(
-            step.name, run_id, cid, entry_id, attempt, payload=payload, identity=identity
-        )
 
 
 def fan_out(durable: Durable) -> Any:

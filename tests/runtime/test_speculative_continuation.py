@@ -15,7 +15,9 @@ from durable_celery import Durable, now
 from durable_celery.replay.events import STEP_COMPLETED, STEP_SCHEDULED, Event
 from durable_celery.store import MemoryEventStore
 from durable_celery.testing import WorkflowTestEnvironment
-from durable_celery.testing.local import LocalDispatcher, LocalEnvironment
+from durable_celery.testing.local import LocalEnvironment
+
+from .support import EagerWorker
 
 
 class SpiedStore(MemoryEventStore):
@@ -133,20 +135,6 @@ def test_a_run_that_moved_while_its_step_ran_records_nothing_ahead_and_still_end
     # s2 was sent by the refused continuation, then again by the replay that followed: it ran
     # twice (at least once, as ever), and only one outcome is in the log.
     assert runs == [0, 1, 1]
-
-
-class EagerWorker(LocalDispatcher):
-    """Runs each step the moment it is sent, inside the pass that sends it."""
-
-    env: LocalEnvironment
-
-    def send_step(self, step: Any, run_id: str, cid: str, entry_id: str, attempt: int,
-                  queue: str | None = None, payload: bytes | None = None,
-                  identity: str | None = None) -> None:  # fmt: skip
-        self.sent_steps += 1
-        self.env.runtime.steps.execute(
-            step.name, run_id, cid, entry_id, attempt, payload=payload, identity=identity
-        )
 
 
 def test_a_next_step_that_finished_before_the_call_is_taken_in_by_the_same_pass(
