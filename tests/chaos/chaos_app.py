@@ -9,7 +9,9 @@ on its first execution only sleeps long enough to be killed mid-step.
 
 With ``CHAOS_KILL_AFTER_SENDING=<task name>``, the first worker process that publishes a message
 for that task SIGKILLs itself right after the broker has it: a pass that sends a step before
-recording it dies in between.
+recording it dies in between. With ``CHAOS_KILL_AFTER_RECORDING_AHEAD=1``, the first one that
+records a step's outcome together with the next step (speculative continuation) dies right
+after, before the step's task message is acknowledged.
 """
 
 from __future__ import annotations
@@ -96,11 +98,36 @@ def kill_after_sending(redis_url: str, prefix: str, task_name: str) -> None:
     signals.after_task_publish.connect(die, weak=False)
 
 
+def ahead_killed_key(prefix: str) -> str:
+    return f"{prefix}:chaos:killed-after-recording-ahead"
+
+
+def kill_after_recording_ahead(redis_url: str, prefix: str) -> None:
+    """The first process whose ``record_ahead`` finishes a pass (a step's outcome, the next
+    step's scheduling, the pass's end: the next step already sent) dies at once, once: before
+    the step's own task message is acknowledged."""
+    from durable_celery.store import RedisEventStore
+
+    client = redis.Redis.from_url(redis_url)
+    record_ahead = RedisEventStore.record_ahead
+
+    def dies_after(self: RedisEventStore, run_id: str, key: str, *args: Any, **kw: Any) -> Any:
+        result = record_ahead(self, run_id, key, *args, **kw)
+        victim = json.dumps({"pid": os.getpid(), "cid": key})
+        if result.status == "finished" and client.set(ahead_killed_key(prefix), victim, nx=True):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    RedisEventStore.record_ahead = dies_after  # type: ignore[method-assign]
+
+
 def _from_environment() -> tuple[Celery, Durable, Any]:
     prefix = os.environ.get("CHAOS_PREFIX", "chaos")
     victim = os.environ.get("CHAOS_KILL_AFTER_SENDING")
     if victim:
         kill_after_sending(os.environ["CHAOS_REDIS_URL"], prefix, victim)
+    if os.environ.get("CHAOS_KILL_AFTER_RECORDING_AHEAD"):
+        kill_after_recording_ahead(os.environ["CHAOS_REDIS_URL"], prefix)
     return make_app(
         os.environ.get("CHAOS_REDIS_URL", "redis://127.0.0.1:6379/0"),
         prefix,

@@ -45,8 +45,10 @@ def expected(x: int) -> int:
 
 
 class Worker(WorkerProcess):
-    def __init__(self, env: dict[str, str], queue: str, log: Path, name: str) -> None:
-        super().__init__("tests.chaos.chaos_app", env, queue, log, name)
+    def __init__(
+        self, env: dict[str, str], queue: str, log: Path, name: str, concurrency: int = 2
+    ) -> None:
+        super().__init__("tests.chaos.chaos_app", env, queue, log, name, concurrency)
 
 
 @dataclass
@@ -56,7 +58,7 @@ class Chaos:
     durable: Durable
     pipeline: Any
     prefix: str
-    start_worker: Callable[[], Worker]
+    start_worker: Callable[..., Worker]
 
     @property
     def redis(self) -> redis.Redis:
@@ -108,9 +110,10 @@ def chaos(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Callable[
             **extra_env,
         }
 
-        def start_worker() -> Worker:
+        def start_worker(concurrency: int = 2) -> Worker:
             n = len(workers)
-            workers.append(Worker(env, queue, tmp_path / f"worker-{n}.log", f"chaos{n}"))
+            log = tmp_path / f"worker-{n}.log"
+            workers.append(Worker(env, queue, log, f"chaos{n}", concurrency))
             return workers[-1]
 
         return Chaos(durable, pipeline, key_prefix, start_worker)
@@ -223,3 +226,30 @@ def test_a_worker_killed_between_sending_a_step_and_recording_it_leaves_no_trace
         if e.kind == "step_completed":
             assert position[("step_scheduled", e.cid)] < position[("step_completed", e.cid)]
     assert env.executions("after") == len(env.reports("after")) >= 1
+
+
+def test_a_worker_killed_right_after_recording_a_step_ahead_leaves_the_run_whole(
+    chaos: Callable[..., Chaos],
+) -> None:
+    """One pool process, so the worker that runs a step holds the run's suspended workflow and
+    records the outcome ahead, with the next step sent and scheduled. It is SIGKILLed right
+    after that script, before the step's task message is acknowledged: the message comes back
+    flagged as redelivered, finds the outcome recorded and does not run the step again; the
+    step sent ahead runs, and the run completes with each outcome recorded once."""
+    env = chaos("dispatch", CHAOS_KILL_AFTER_RECORDING_AHEAD="1")
+    env.redis.set(chaos_app.executions_key(env.prefix, "slow"), 1)  # slow: no sleep this time
+    worker = env.start_worker(concurrency=1)
+    handle = env.pipeline.start(3)
+
+    assert env.result(handle, worker) == expected(3)
+    raw = env.redis.get(chaos_app.ahead_killed_key(env.prefix))
+    assert raw is not None, "no outcome was recorded ahead: nothing was killed"
+    killed = json.loads(raw)
+    assert gone(int(killed["pid"])) and worker.alive()
+    history = env.durable.history(handle.run_id)
+    assert_each_step_recorded_once(history)
+    name = next(
+        e.meta["name"] for e in history if e.kind == "step_scheduled" and e.cid == killed["cid"]
+    )
+    step = name.split(".")[1]
+    assert env.executions(step) - (1 if step == "slow" else 0) == 1  # not run again

@@ -13,17 +13,19 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class WorkerProcess:
-    """``celery -A <app> worker --pool prefork -c 2``, logging to a file.
+    """``celery -A <app> worker --pool prefork -c 2`` (or ``concurrency``), logging to a file.
 
     It runs in its own session, so ``kill_all`` (killpg) reaches the parent and its pool children
     at once, as when a machine dies.
     """
 
-    def __init__(self, app: str, env: dict[str, str], queue: str, log: Path, name: str) -> None:
+    def __init__(
+        self, app: str, env: dict[str, str], queue: str, log: Path, name: str, concurrency: int = 2
+    ) -> None:
         self.log = log
         args = [
-            sys.executable, "-m", "celery", "-A", app, "worker",
-            "--pool", "prefork", "-c", "2", "-l", "INFO", "-Q", queue, "-n", f"{name}@%h",
+            sys.executable, "-m", "celery", "-A", app, "worker", "--pool", "prefork",
+            "-c", str(concurrency), "-l", "INFO", "-Q", queue, "-n", f"{name}@%h",
             "--without-heartbeat", "--without-mingle", "--without-gossip",
         ]  # fmt: skip
         self._out = open(log, "ab")  # noqa: SIM115 - closed in stop()
