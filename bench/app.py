@@ -11,7 +11,7 @@ it launches (``celery -A bench.app worker``) build the same app:
                      sets small cache bounds with it)
 ``BENCH_WORKER``     set to ``1`` in worker processes: installs the completion hook below
 
-How the bench sees that a run finished: in worker processes, ``Orchestrator._passes`` (where
+How the bench sees that a run finished: in worker processes, ``Orchestrator.passes`` (where
 every pass goes, whether a task or a one-hop continuation took the lease) is wrapped to
 LPUSH the run id to ``<prefix>:done`` when a pass leaves the run terminal (wherever that pass
 runs: the orchestrator task, or a step task that continues its run); the bench BLPOPs it, then
@@ -251,13 +251,13 @@ class PerProcessFile(logging.Handler):
 
 
 def _announce_finished_runs() -> None:
-    """Wrap ``Orchestrator._passes`` (in worker processes only): when a pass leaves its run
+    """Wrap ``Orchestrator.passes`` (in worker processes only): when a pass leaves its run
     terminal, push the run id to ``DONE_KEY``. Every pass goes through it (the orchestrator task,
     a step task continuing its run, or one that went ahead with its outcome), so the bench hears
     of the end at once, for one LPUSH."""
     from durable_celery.runtime.orchestrator import Orchestrator
 
-    original = Orchestrator._passes
+    original = Orchestrator.passes
 
     def passes(self: Orchestrator, run_id: str, *args: Any, **kwargs: Any) -> Any:
         report = original(self, run_id, *args, **kwargs)
@@ -265,7 +265,7 @@ def _announce_finished_runs() -> None:
             client().lpush(DONE_KEY, run_id)
         return report
 
-    Orchestrator._passes = passes  # type: ignore[method-assign]
+    Orchestrator.passes = passes  # type: ignore[method-assign]
 
 
 _stack_files: list[Any] = []

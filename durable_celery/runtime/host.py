@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..codec import Place
-from ..errors import DecodingError, LeaseLost
+from ..errors import DecodingError
 from ..replay import events as ev
 from ..replay.commands import (
     AwaitEvent,
@@ -38,35 +38,16 @@ from ..replay.commands import (
 )
 from ..replay.context import HostFault, ReplayContext
 from ..replay.events import Event, NewEvent
-from ..store.base import AheadResult, WaitFor
-from ..store.entries import as_recorded, call_identity, following_ids
+from ..store.base import WaitFor
+from ..store.entries import call_identity
 from ..workflow.clock import StartTimerUntil
+from .ahead import Ahead, AheadHost
 from .steps import run_attempt
 
 if TYPE_CHECKING:
     from .core import Runtime
 
-__all__ = ["Ahead", "AheadRefused", "PassHost", "PassStats"]
-
-
-@dataclass(frozen=True)
-class Ahead:
-    """An outcome a pass continues its workflow with before it is recorded: ``entry`` carries
-    the id it will be recorded at (see ``Orchestrator.run_ahead``)."""
-
-    entry: Event
-    key: str
-    identity: str | None
-    after: str
-    ttl_ms: int
-    #: When the entry's time was estimated (on ``LiveExecutions.clock``)
-    estimated_at: float
-
-
-class AheadRefused(LeaseLost):
-    """The run was not as the pass saw it when it went ahead: nothing was recorded, and the
-    workflow, which has seen an outcome that is not in the log, must be dropped. A LeaseLost,
-    so it stops the pass from inside the workflow as a lost lease does."""
+__all__ = ["PassHost", "PassStats"]
 
 
 @dataclass
@@ -84,7 +65,7 @@ class PassStats:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class PassHost:
+class PassHost(AheadHost):
     def __init__(
         self,
         runtime: Runtime,
@@ -116,47 +97,6 @@ class PassHost:
         #: When the time of the log's last entry was current (``LiveExecutions.clock``), if not
         #: when the pass ends: the entries recorded ahead carry an estimate made earlier.
         self.clock_anchor: float | None = None
-
-    def begin(self) -> None:
-        """Record the outcome this pass went ahead with, and take the lease, unless done."""
-        ahead, self.ahead = self.ahead, None
-        if ahead is None:
-            return
-        self._store_ahead(ahead)
-        self._absorb_held(ahead.after, [ahead.entry])
-
-    def _store_ahead(
-        self, ahead: Ahead, scheduled: list[Event] | None = None, waitfor: WaitFor | None = None
-    ) -> AheadResult:
-        """``record_ahead`` (begin a pass, or with ``scheduled`` finish it); AheadRefused when
-        the store refused, having written nothing."""
-        with self.runtime.clock(self.stats, "append_ms"):
-            result = self.runtime.store.record_ahead(
-                self.run_id,
-                ahead.key,
-                ahead.entry,
-                self.token,
-                ahead.ttl_ms,
-                ahead.after,
-                identity=ahead.identity,
-                scheduled=scheduled or (),
-                waitfor=waitfor,
-            )
-        self.stats.appends += 1
-        if result.status == "refused":
-            raise AheadRefused(f"run {self.run_id}: {result.reason}")
-        self.ahead_recorded = True
-        return result
-
-    def _absorb_held(self, after: str, entries: list[Event]) -> None:
-        """Take what this pass recorded into the event cache, the lease held. Nothing else can
-        have moved the cache (a pass needs the lease); if it did anyway, stop the pass: the
-        wake flag is set, so the recovery sweep drives the run again."""
-        if not self.runtime.events.absorb(self.run_id, after, entries):
-            self.runtime.store.release_lease(self.run_id, self.token)
-            raise LeaseLost(f"run {self.run_id}: the event cache moved during a pass")
-        self.stats.entries_new += len(entries)
-        self._caught_up = True
 
     # -- decoding ---------------------------------------------------------------------------------
     def fingerprint(self, value: Any, label: str) -> tuple[str, bytes]:
@@ -198,14 +138,6 @@ class PassHost:
             self._caught_up = False
             return []
         return self._read_new()
-
-    def _may_finish_ahead(self, commands: Sequence[Command]) -> bool:
-        """Whether these commands may be recorded with the outcome gone ahead with: dispatched
-        steps only (sent first when small enough, see :meth:`_record`)."""
-        lone = len(commands) == 1
-        return bool(commands) and all(
-            isinstance(c, ScheduleStep) and not self._inline(c, lone) for c in commands
-        )
 
     def _inline(self, command: ScheduleStep, lone: bool) -> bool:
         step = self.runtime.registry.step(command.name)
@@ -348,27 +280,6 @@ class PassHost:
         # takes in nothing past its own append (the cache, if it moved, is left to that pass).
         self.stats.entries_new += len(new)
         return new
-
-    def _record_ahead(self, events: list[NewEvent], waitfor: WaitFor | None) -> list[Event]:
-        """The outcome gone ahead with, the steps just sent, and the pass's end: one round
-        trip. The steps' entries take the ids right after the outcome's."""
-        rt = self.runtime
-        ahead, self.ahead = self.ahead, None
-        assert ahead is not None
-        ids = following_ids(ahead.entry.entry_id, len(events))
-        scheduled = [as_recorded(e, i) for e, i in zip(events, ids, strict=True)]
-        result = self._store_ahead(ahead, scheduled, waitfor)
-        own = [ahead.entry, *scheduled]
-        if result.status == "finished":
-            # As _append_and_finish: the lease is free, so another pass may already be reading
-            # on; if the cache moved, it is left to that pass.
-            self.finished = self._caught_up = True
-            self.clock_anchor = ahead.estimated_at
-            if rt.events.absorb(self.run_id, ahead.after, own):
-                self.stats.entries_new += len(own)
-            return scheduled
-        self._absorb_held(ahead.after, [*own, *result.promoted])  # continued: lease held
-        return [*scheduled, *result.promoted]
 
     def cancel(self, cids: list[str]) -> None:
         """Revoke dispatched steps whose results a race will never use."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -21,9 +20,10 @@ from ..replay import events as ev
 from ..replay.engine import PassResult, WorkflowExecution
 from ..replay.events import Event, NewEvent
 from ..store.base import PassStart, WaitFor
-from ..store.entries import as_recorded
+from .ahead import SpeculativeContinuation
 from .core import Runtime
-from .host import Ahead, PassHost, PassStats, pending_waitfor
+from .host import PassHost, PassStats, pending_waitfor
+from .runstate import RunStates, attached_children
 
 __all__ = ["Orchestrator", "OrchestrationReport"]
 
@@ -47,7 +47,8 @@ class Orchestrator:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self._retention_ms = int(runtime.config.retention * 1000)
-        self._states = _RunStates(runtime.config.event_cache_runs)
+        self._states = RunStates(runtime.config.event_cache_runs)
+        self._ahead = SpeculativeContinuation(self)
 
     def new_token(self) -> tuple[str, int]:
         """A fresh lease token and the lease's ttl in ms."""
@@ -70,104 +71,24 @@ class Orchestrator:
             return OrchestrationReport(run_id, "busy", retry_after=max(start.lease_ms, 50) / 1000)
         # The first pass must see begin_pass's entries as new (a parked run resumes with them).
         carried = start.entries if rt.events.absorb(run_id, after, start.entries) else None
-        return self._passes(run_id, token, _Clock(rt), carried=carried, outbox=start.outbox)
+        return self.passes(run_id, token, PassClock(rt), carried=carried, outbox=start.outbox)
+
+    def run_state(self, run_id: str, history: list[Event]) -> str:
+        """running | blocked | cancelling | completed | failed | cancelled, for ``history``."""
+        return self._states.of(run_id, history)
 
     def run_ahead(
         self, run_id: str, key: str, outcome: NewEvent, identity: str | None
     ) -> OrchestrationReport | None:
-        """Continue the run with a step's outcome before recording it (speculative
-        continuation), then record both in one round trip. None when this process cannot, or
-        the run moved meanwhile: nothing was recorded, and the caller records the outcome the
-        usual way (``record_and_begin``).
+        """Continue the run with a step's outcome before recording it (see
+        :class:`.ahead.SpeculativeContinuation`); None: record it the usual way."""
+        return self._ahead.run(run_id, key, outcome, identity)
 
-        Only for a workflow parked here at the tail of the log as this process knows it,
-        waiting on this outcome alone. The outcome gets the entry id it will be recorded at
-        beforehand (the workflow may read the log's time from it): the time of the previous
-        entry plus the time since, on this process's monotonic clock (from when that entry was
-        written, or from when its time was estimated so, which keeps estimates from drifting
-        along a run). When the workflow then only sends steps, the outcome, their scheduling and the
-        pass's end are one script (``record_ahead``), where a step's outcome and the next
-        step's scheduling used to be two round trips (``record_and_begin``, then
-        ``append_and_finish``). Anything else records the outcome and takes the lease first
-        (``PassHost.begin``) and goes on as a pass does. The script refuses, writing nothing,
-        unless the log, the lease and the wake flag are as this process saw them; the
-        workflow, which has seen an outcome that is not in the log, is then dropped, and steps
-        it sent are sent again by the replay (same cids; each outcome is still recorded once).
-        """
-        rt = self.rt
-        if not rt.config.speculative_continuation:
-            return None
-        parked = rt.live.take_parked(run_id)
-        if parked is None:
-            return None
-        execution, parked_at = parked
-        history = rt.events.get(run_id)
-        if not history or not self._may_go_ahead(run_id, execution, history, outcome.cid):
-            rt.live.put(run_id, execution, parked_at)
-            return None
-        after = history[-1].entry_id
-        # The memory store's clock is in this process (and may be a test's virtual clock).
-        local_now = getattr(rt.store, "local_now_ms", None)
-        # Whole milliseconds since the last entry's time was current; the moment the estimate
-        # stands for (the rest is carried to the next estimate, so none drifts).
-        elapsed_ms = max(math.floor((rt.live.clock() - parked_at) * 1000 + 1e-6), 0)
-        estimated_at = parked_at + elapsed_ms / 1000
-        now_ms = int(after.partition("-")[0]) + elapsed_ms
-        if local_now is not None:
-            now_ms = local_now()
-        entry = as_recorded(outcome, _ahead_id(after, now_ms))
-        token, ttl_ms = self.new_token()
-        clock = _Clock(rt)
-        ahead = Ahead(entry, key, identity, after, ttl_ms, estimated_at)
-        host = PassHost(rt, run_id, token, clock.stats, ahead)
-        host.context = execution.ctx
-        clock.stats.extra["workflow"] = execution.ctx.workflow
-        try:
-            before = (execution.ctx.replayed_calls, execution.ctx.new_calls)
-            with rt.clock(clock.stats, "replay_ms"):
-                result = execution.resume(host, [entry])
-            self._count(execution, clock.stats, before)
-            if result.status != "fault":
-                host.begin()  # ended or suspended without writing: the outcome goes first
-        except Exception:
-            if not host.ahead_recorded:
-                self._ahead_dropped(run_id, execution)
-                return None
-            execution.abandon()
-            rt.store.release_lease(run_id, token)
-            raise
-        if not host.ahead_recorded:  # refused, or a fault before anything was written
-            self._ahead_dropped(run_id, execution)
-            return None
-        return self._passes(run_id, token, clock, first=(host, result, execution))
-
-    def _may_go_ahead(
-        self, run_id: str, execution: WorkflowExecution, history: list[Event], cid: str
-    ) -> bool:
-        ctx = self.rt.registry.workflows.get(execution.ctx.workflow)
-        waiting = execution.ctx.waiting
-        return (
-            execution.can_resume()
-            and waiting is not None
-            and tuple(waiting[1]) == (cid,)
-            and not execution.ctx.recorded_outcome(cid)
-            and len(execution.ctx.history) == len(history)
-            and execution.ctx.last_entry_id == history[-1].entry_id
-            and getattr(ctx, "fn", None) is execution.fn
-            and self._states.of(run_id, history) == "running"
-        )
-
-    def _ahead_dropped(self, run_id: str, execution: WorkflowExecution) -> None:
-        """Nothing was recorded: forget what the workflow saw ahead of the log."""
-        execution.abandon()
-        self.rt.hydration.drop_run(run_id)  # values decoded under the id it went ahead with
-        log.debug("run %s: outcome not recorded ahead; recording it the usual way", run_id)
-
-    def _passes(
+    def passes(
         self,
         run_id: str,
         token: str,
-        clock: _Clock,
+        clock: PassClock,
         *,
         carried: list[Event] | None = None,
         outbox: list[str] | None = None,
@@ -292,7 +213,7 @@ class Orchestrator:
             before = (execution.ctx.replayed_calls, execution.ctx.new_calls)
             with rt.clock(stats, "replay_ms"):
                 result = execution.resume(host, new)
-            self._count(execution, stats, before)
+            self.count_calls(execution, stats, before)
             return result, True, execution
         if execution is not None:
             execution.abandon()  # the log moved in a way it did not see: replay from the top
@@ -303,7 +224,7 @@ class Orchestrator:
         host.context = execution.ctx
         with rt.clock(stats, "replay_ms"):
             result = execution.start()
-        self._count(execution, stats, (0, 0))
+        self.count_calls(execution, stats, (0, 0))
         return result, False, execution
 
     def _new_execution(
@@ -333,7 +254,9 @@ class Orchestrator:
         )
 
     @staticmethod
-    def _count(execution: WorkflowExecution, stats: PassStats, before: tuple[int, int]) -> None:
+    def count_calls(
+        execution: WorkflowExecution, stats: PassStats, before: tuple[int, int]
+    ) -> None:
         stats.replayed_calls += execution.ctx.replayed_calls - before[0]
         stats.new_calls += execution.ctx.new_calls - before[1]
 
@@ -401,7 +324,7 @@ class Orchestrator:
         """Tell a parent run its child finished; cancel a cancelled run's attached children."""
         rt = self.rt
         if final.kind == ev.RUN_CANCELLED:
-            for child in _attached_children(history):
+            for child in attached_children(history):
                 with contextlib.suppress(DurableError):  # already gone
                     rt.client.cancel_run(child, "parent cancelled")
         record = rt.store.get_run(run_id)
@@ -462,66 +385,10 @@ class Orchestrator:
         timing_log.info(" ".join(f"{k}={v}" for k, v in fields.items()), extra={"durable": fields})
 
 
-class _Clock:
+class PassClock:
     """When a pass began, and the hydration counters then, for its timing line."""
 
     def __init__(self, rt: Runtime) -> None:
         self.stats = PassStats()
         self.started = time.perf_counter()
         self.hits, self.misses = rt.hydration.hits, rt.hydration.misses
-
-
-def _ahead_id(after: str, now_ms: int) -> str:
-    """The id of an entry written at ``now_ms`` after ``after``: above it, as a stream id must
-    be (within its millisecond when the clock has not moved on)."""
-    ms, _, seq = after.partition("-")
-    return f"{now_ms}-0" if now_ms > int(ms) else f"{ms}-{int(seq or 0) + 1}"
-
-
-def _attached_children(history: list[Event]) -> list[str]:
-    finished = {e.cid for e in history if e.kind == ev.CHILD_FINISHED}
-    return [
-        str(e.meta["child"])
-        for e in history
-        if e.kind == ev.CHILD_STARTED and not e.meta.get("detached") and e.cid not in finished
-    ]
-
-
-def _state_of(history: list[Event], state: str = "running") -> str:
-    """running | blocked | cancelling | completed | failed | cancelled, from the log alone:
-    the state after ``history``, given the ``state`` before it (so it can be fed deltas)."""
-    for event in history:
-        kind = event.kind
-        if kind in ev.TERMINAL_KINDS:
-            return {ev.RUN_COMPLETED: "completed", ev.RUN_FAILED: "failed"}.get(kind, "cancelled")
-        if state == "cancelling":
-            continue  # only the final entry counts now (run_cancelled may already follow)
-        if kind == ev.RUN_BLOCKED:
-            state = "blocked"
-        elif kind == ev.RUN_RESUMED:
-            state = "running"
-        elif kind == ev.RUN_CANCEL_REQUESTED:
-            state = "cancelling"
-    return state
-
-
-class _RunStates:
-    """The state of each run's cached log, advanced by the new entries only: scanning the whole
-    log on every pass would make a long sequential run cost O(N^2)."""
-
-    def __init__(self, max_runs: int) -> None:
-        self.max_runs = max_runs
-        self._known: dict[str, tuple[int, int, str]] = {}  # run -> (id(list), scanned, state)
-
-    def of(self, run_id: str, history: list[Event]) -> str:
-        known = self._known.get(run_id)
-        if known is None or known[0] != id(history) or known[1] > len(history):
-            known = (id(history), 0, "running")  # a new list: the cache was refilled
-        state = _state_of(history[known[1] :], known[2])
-        self._known[run_id] = (id(history), len(history), state)
-        if len(self._known) > self.max_runs:
-            self._known.pop(next(iter(self._known)))
-        return state
-
-    def forget(self, run_id: str) -> None:
-        self._known.pop(run_id, None)
