@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import LeaseLost
-from ..replay.commands import Command, ScheduleStep
 from ..replay.engine import WorkflowExecution
 from ..replay.events import Event, NewEvent
 from ..store.base import AheadResult, WaitFor
@@ -71,9 +69,6 @@ class AheadHost:
     finished: bool
     _caught_up: bool
 
-    def _inline(self, command: ScheduleStep, lone: bool) -> bool:
-        raise NotImplementedError
-
     def begin(self) -> None:
         """Record the outcome this pass went ahead with, and take the lease, unless done."""
         ahead, self.ahead = self.ahead, None
@@ -114,14 +109,6 @@ class AheadHost:
             raise LeaseLost(f"run {self.run_id}: the event cache moved during a pass")
         self.stats.entries_new += len(entries)
         self._caught_up = True
-
-    def _may_finish_ahead(self, commands: Sequence[Command]) -> bool:
-        """Whether these commands may be recorded with the outcome gone ahead with: dispatched
-        steps only (sent first when small enough, see :meth:`_record`)."""
-        lone = len(commands) == 1
-        return bool(commands) and all(
-            isinstance(c, ScheduleStep) and not self._inline(c, lone) for c in commands
-        )
 
     def _record_ahead(self, events: list[NewEvent], waitfor: WaitFor | None) -> list[Event]:
         """The outcome gone ahead with, the steps just sent, and the pass's end: one round
@@ -189,8 +176,7 @@ class SpeculativeContinuation:
             rt.live.put(run_id, execution, parked_at)
             return None
         after = history[-1].entry_id
-        # The memory store's clock is in this process (and may be a test's virtual clock).
-        local_now = getattr(rt.store, "local_now_ms", None)
+        local_now = rt.store.local_now_ms  # the memory store's, maybe a test's virtual clock
         # Whole milliseconds since the last entry's time was current; the moment the estimate
         # stands for (the rest is carried to the next estimate, so none drifts).
         elapsed_ms = max(math.floor((rt.live.clock() - parked_at) * 1000 + 1e-6), 0)

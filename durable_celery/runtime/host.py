@@ -139,6 +139,14 @@ class PassHost(AheadHost):
             return []
         return self._read_new()
 
+    def _may_finish_ahead(self, commands: Sequence[Command]) -> bool:
+        """Whether these commands may be recorded with the outcome gone ahead with: dispatched
+        steps only (sent first when small enough, see :meth:`_record`)."""
+        lone = len(commands) == 1
+        return bool(commands) and all(
+            isinstance(c, ScheduleStep) and not self._inline(c, lone) for c in commands
+        )
+
     def _inline(self, command: ScheduleStep, lone: bool) -> bool:
         step = self.runtime.registry.step(command.name)
         mode = step.execution or self.runtime.config.step_execution

@@ -86,11 +86,9 @@ class StepWorker:
         )
         if result.settled:
             assert result.outcome is not None
-            if self._one_hop(step) and rt.orchestrator.run_ahead(
-                run_id, cid, result.outcome, sent_for
-            ):
-                return "recorded"  # recorded with what the run did next, in one round trip
             if self._one_hop(step):
+                if rt.orchestrator.run_ahead(run_id, cid, result.outcome, sent_for):
+                    return "recorded"  # with what the run did next, in one round trip
                 # Record, and when that wakes the run take its lease, in one round trip; then
                 # continue the run here instead of a second broker hop.
                 token, ttl_ms = rt.orchestrator.new_token()

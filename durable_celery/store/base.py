@@ -18,7 +18,7 @@ Vocabulary:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -122,6 +122,10 @@ class DueTimer:
 class EventStore(Protocol):
     """What the runtime needs from storage. Run ids: non-empty, at most 200 characters, no braces
     (``ValueError`` otherwise, see :func:`.keys.validate_run_id`)."""
+
+    #: The store's clock in ms, when reading it costs no round trip (the memory store's, which
+    #: may be a test's virtual clock); None when it is a server's.
+    local_now_ms: Callable[[], int] | None
 
     # -- runs -------------------------------------------------------------------------------------
     def create_run(

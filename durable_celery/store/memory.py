@@ -109,6 +109,7 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
         self._clock = clock  # seconds since the epoch
+        self.local_now_ms: Callable[[], int] | None = self.now_ms
         self._cond = threading.Condition(threading.RLock())  # the store's one lock (re-entrant)
         self._runs: dict[str, _Run] = {}
         self._wake: set[str] = set()
@@ -575,10 +576,6 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
-
-    def local_now_ms(self) -> int:
-        """:meth:`now_ms`, which here costs no round trip (see ``Orchestrator.run_ahead``)."""
-        return self.now_ms()
 
 
 def _fields(event: NewEvent) -> tuple[dict[str, bytes], str, str]:

@@ -14,7 +14,7 @@ share, so worker clock skew never moves a deadline.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -73,6 +73,8 @@ class RedisEventStore(RedisExternalEvents):
 
     ``client`` must return bytes (``decode_responses=False``): payloads are binary.
     """
+
+    local_now_ms: Callable[[], int] | None = None  # the clock is the server's
 
     def __init__(self, client: redis.Redis, prefix: str = "durable") -> None:
         pool = getattr(client, "connection_pool", None)  # RedisCluster has none

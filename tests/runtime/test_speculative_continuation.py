@@ -55,6 +55,11 @@ def counting(durable: Durable, runs: list[int]) -> Any:
     return count_to
 
 
+def one_hop_dispatch(durable: Durable, store: SpiedStore) -> LocalEnvironment:
+    """Steps dispatched, and the worker that ran one continues its run (the production path)."""
+    return LocalEnvironment(durable, store=store, one_hop=True, step_execution="dispatch")
+
+
 def completed_per_cid(history: list[Event]) -> Counter[str]:
     return Counter(e.cid for e in history if e.kind == STEP_COMPLETED)
 
@@ -77,7 +82,7 @@ def test_each_outcome_is_recorded_with_the_next_steps_scheduling_in_one_call(
     runs: list[int] = []
     count_to = counting(durable, runs)
     store = SpiedStore()
-    env = LocalEnvironment(durable, store=store, one_hop=True, step_execution="dispatch")
+    env = one_hop_dispatch(durable, store)
     handle = count_to.start(5)
     assert env.result(handle) == 5
     assert runs == [0, 1, 2, 3, 4]
@@ -122,7 +127,7 @@ def test_a_run_that_moved_while_its_step_ran_records_nothing_ahead_and_still_end
     runs: list[int] = []
     count_to = counting(durable, runs)
     store = SpiedStore()
-    env = LocalEnvironment(durable, store=store, one_hop=True, step_execution="dispatch")
+    env = one_hop_dispatch(durable, store)
     handle = count_to.start(2)
     env.step_once()  # the first pass: s1 is sent
     durable.signal(handle.run_id, "poke", 1)  # the log moves while s1 runs
@@ -143,7 +148,7 @@ def test_a_next_step_that_finished_before_the_call_is_taken_in_by_the_same_pass(
     runs: list[int] = []
     count_to = counting(durable, runs)
     store = SpiedStore()
-    env = LocalEnvironment(durable, store=store, one_hop=True, step_execution="dispatch")
+    env = one_hop_dispatch(durable, store)
     handle = count_to.start(3)
     env.step_once()  # the first pass: s1 is queued
     # From now on a sent step runs at once, inside the pass that sends it: s2 finishes (and
@@ -189,7 +194,7 @@ def test_entry_times_estimated_ahead_do_not_drift_along_a_run(durable: Durable) 
     clock = [1000.0]  # seconds, the worker's monotonic clock and the store's, offset
     offset = 1_800_000_000.0
     store = SpiedStore(clock=lambda: clock[0] + offset)
-    store.local_now_ms = None  # type: ignore[assignment,method-assign]  # as on Redis
+    store.local_now_ms = None  # as on Redis
     record_ahead = store.record_ahead
 
     def round_trip(*args: Any, **kwargs: Any) -> Any:
@@ -210,7 +215,7 @@ def test_entry_times_estimated_ahead_do_not_drift_along_a_run(durable: Durable) 
     def many(n: int) -> int:
         return sum(work(i) for i in range(n))
 
-    env = LocalEnvironment(durable, store=store, one_hop=True, step_execution="dispatch")
+    env = one_hop_dispatch(durable, store)
     env.runtime.live.clock = lambda: clock[0]
     handle = many.start(20)
     assert env.result(handle) == sum(range(20))
