@@ -16,7 +16,10 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING, Any
 
+from kombu.utils.uuid import uuid
+
 from ..workflow.step import StepDefinition
+from .publish import TaskPublisher
 from .routing import message_options
 
 if TYPE_CHECKING:
@@ -36,6 +39,7 @@ class CeleryDispatcher:
         self.app = app
         self.orchestrate_task = orchestrate_task
         self.orchestrator_queue = orchestrator_queue
+        self.publisher = TaskPublisher(app)
 
     def send_step(
         self,
@@ -68,16 +72,35 @@ class CeleryDispatcher:
             **options,
         )
 
-    def _send(self, task: Any, **options: Any) -> None:
-        """Publish through ``app.send_task``: Celery's routing, signals and retry policy, without
-        what a call from user code needs. The outcome is in the log, so no result is stored or
-        subscribed to (``ignore_result``), and no AsyncResult is added to the task running now
-        (a step continuing its run would collect one per step). Under ``task_always_eager``,
-        the task's own ``apply_async`` runs it in place, as that setting asks."""
+    def _send(
+        self,
+        task: Any,
+        *,
+        task_id: str | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        argsrepr: str,
+        kwargsrepr: str = "{}",
+        **options: Any,
+    ) -> None:
+        """Publish with Celery's message builder and sender (see ``integration.publish``):
+        Celery's routing, signals and retry policy, without what a call from user code needs.
+        The outcome is in the log, so no result is stored or subscribed to, and no AsyncResult
+        is added to the task running now (a step continuing its run would collect one per
+        step). Under ``task_always_eager``, the task's own ``apply_async`` runs it in place, as
+        that setting asks."""
+        kwargs = kwargs or {}
         if self.app.conf.task_always_eager:
-            task.apply_async(**options)
+            task.apply_async(
+                args=args,
+                kwargs=kwargs,
+                task_id=task_id,
+                argsrepr=argsrepr,
+                kwargsrepr=kwargsrepr,
+                **options,
+            )
             return
-        self.app.send_task(task.name, ignore_result=True, add_to_parent=False, **options)
+        self.publisher.send(task, task_id or uuid(), args, kwargs, argsrepr, kwargsrepr, options)
 
     def revoke(self, task_ids: list[str]) -> None:
         if task_ids:
