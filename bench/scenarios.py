@@ -24,6 +24,10 @@ from .measure import Recorder, Result, Run, Variant, pass_figures
 from .workers import vm_kb
 
 PAYLOAD_BYTES = 10 * 1024
+#: How many times more rounds the blocks of target sizes run. A ratio of two medians of noisy
+#: runs spreads by about +-15% at 5-10 rounds on a 2-vCPU VM (the same code read 1.11x and
+#: 1.57x); three times the rounds narrow that by about the square root of three.
+TARGET_ROUNDS_FACTOR = 3
 
 
 @dataclass
@@ -39,9 +43,15 @@ class Config:
     memory_runs: int
     floor_iterations: int
 
-    def rounds_for(self, size: int) -> int:
-        """Sizes of 500 and more are repeated at most 3 times (long, and their spread small)."""
-        return min(self.repeat, 3) if size >= 500 else self.repeat
+    def rounds_for(self, size: int, *, target: bool = False) -> int:
+        """Sizes of 500 and more are repeated at most 3 times (long, and their spread small);
+        the sizes a target is read at ``TARGET_ROUNDS_FACTOR`` times as often (short, and the
+        verdict hangs on their spread)."""
+        if size >= 500:
+            return min(self.repeat, 3)
+        if target and not self.quick:
+            return self.repeat * TARGET_ROUNDS_FACTOR
+        return self.repeat
 
 
 class Bench(Recorder):
@@ -150,7 +160,8 @@ class Bench(Recorder):
                     "dispatch": self.durable(f"zero/dispatch/{n}", b.seq_dispatch, (0,), 0),
                     "chain": self.canvas(f"zero/chain/{n}", lambda k: chain_of(0, 0, k), 0),
                 })
-            self.block(variants, self.config.rounds_for(n))
+            # Targets: seq 50 (inline, dispatch), and seq 10 as the growth targets' base.
+            self.block(variants, self.config.rounds_for(n, target=n in (10, 50)))
             floor += self.results.pop("floor/during-seq/1").samples
         self.result("floor/during-seq/1", floor)
 
@@ -175,7 +186,7 @@ class Bench(Recorder):
             self.block([
                 self.durable(f"gather/durable/{n}", b.gather_wf, (n,), n * (n + 1) // 2),
                 self.canvas(f"gather/chord/{n}", lambda k, n=n: chord_of(n, k), n),
-            ], self.config.repeat)
+            ], self.config.rounds_for(n, target=n == 100))
 
     def first(self) -> None:
         n = 10
@@ -230,7 +241,8 @@ class Bench(Recorder):
                 "dispatch": self.durable(f"zero/ref-dispatch/{n}", b.seq_dispatch, (0,), 0),
             })
             ref.append(self.durable(f"payload-ref/gather/{n}", b.gather_wf, (n,), n * (n + 1) // 2))
-            self.block([*seq, gather, *zeros, *ref, *ref_zeros], self.config.repeat)
+            self.block([*seq, gather, *zeros, *ref, *ref_zeros],
+                       self.config.rounds_for(n, target=n == 50))
 
     def prefork(self) -> None:
         """Sequential dispatch on two pool processes: passes of one run land on either."""
