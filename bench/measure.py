@@ -65,6 +65,8 @@ class Variant:
     #: Key of this variant's 0-step twin in the same block: per-step figures are then taken
     #: from round-by-round differences, ``(t(N) - t(0)) / N``.
     pair: str | None = None
+    #: Runs per round (short variants of a block of long ones get several; their twins too).
+    per_round: int = 1
 
 
 class Recorder:
@@ -104,7 +106,8 @@ class Recorder:
         ):
             # A new order each round: a run that follows an idle moment of the worker (e.g. the
             # floor sample) is slower by a millisecond or two; no variant may always get that.
-            order = list(variants)
+            # A variant run several times per round is shuffled in run by run.
+            order = [v for v in variants for _ in range(v.per_round)]
             shuffler.shuffle(order)
             for variant in order:
                 before = self.command_calls()
@@ -180,7 +183,7 @@ def timed(fn: Callable[[], Any]) -> float:
 
 
 # -- derived figures -------------------------------------------------------------------------------
-SEQUENTIAL = ("seq", "payload-seq", "seq-prefork", "payload-ref")
+SEQUENTIAL = ("seq", "payload-seq", "seq-prefork", "payload-ref", "growth")
 WHOLE_RUN = ("gather", "payload-gather", "first", "poll")
 
 

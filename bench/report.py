@@ -21,6 +21,7 @@ GROUP_TITLES = {
     "payload-seq": "10 KiB payload passed step to step (ratio: vs a chain passing it)",
     "payload-gather": "10 KiB payload, gather (ratio: vs gather without payload, same rounds)",
     "payload-ref": "Without payload, measured in the payload rounds (the payload targets' base)",
+    "growth": "Growth: 10 and 1000 steps in the same rounds, without chains (the growth targets)",
     "seq-prefork": "Sequential dispatch on prefork -c 2 vs a chain there",
     "throughput": "Throughput: runs of 5 steps started at once (ratio: time per run vs chain)",
     "memory": "Memory: many small runs on one worker process",
@@ -73,10 +74,12 @@ def targets(results: Results) -> list[Target]:
                "largest measured size >= 500"),
     ]
     for mode in ("inline", "dispatch"):
+        group = "growth" if f"growth/{mode}/1000" in results else "seq"
         out.append(Target(
             f"growth {mode}: per-step 1000 / per-step 10", 1.2,
-            _div(_per_step(results, f"seq/{mode}/1000"), _per_step(results, f"seq/{mode}/10")),
-            f"seq/{mode}/1000 per step / seq/{mode}/10 per step",
+            _div(_per_step(results, f"{group}/{mode}/1000"),
+                 _per_step(results, f"{group}/{mode}/10")),
+            f"{group}/{mode}/1000 per step / {group}/{mode}/10 per step",
         ))
     gather, chord = results.get("gather/durable/100"), results.get("gather/chord/100")
     out.append(Target("gather 100 / chord 100", 1.0,
