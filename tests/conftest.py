@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -220,6 +221,38 @@ def _no_collection_inside_a_test() -> Iterator[None]:
     gc.disable()
     yield
     gc.enable()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _imports_from_frames_without_builtins() -> Iterator[None]:
+    """An interpreter artefact, not a failure of the code under test: C code that imports while
+    finalizing an object (CPython's ``PyImport_Import``, e.g. to issue a warning) looks
+    ``__import__`` up in the builtins of whatever Python frame is current, and the frame of a
+    namedtuple's generated ``__new__`` has none. In two clean-clone runs of the suite out of
+    about eight, that ``KeyError: '__import__'`` surfaced as an unraisable exception at the setup
+    or teardown of an unrelated test. Exactly that case is reported on stderr instead of
+    failing the test; every other unraisable exception still fails it."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        frame = unraisable.exc_traceback.tb_frame if unraisable.exc_traceback else None
+        if (
+            isinstance(unraisable.exc_value, KeyError)
+            and unraisable.exc_value.args == ("__import__",)
+            and frame is not None
+            and not frame.f_builtins
+        ):
+            print(
+                f"note: an import from a frame without builtins ({frame.f_code.co_name} of "
+                f"{frame.f_code.co_filename}) failed in a finalizer; ignored",
+                file=sys.stderr,
+            )
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    yield
+    sys.unraisablehook = previous
 
 
 @pytest.fixture(autouse=True)
