@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import fields
 from typing import Any, ParamSpec, TypeVar, overload
 
 from celery import Celery, signals
@@ -65,11 +64,15 @@ class Durable:
         self._store = store
         self._runtime: Runtime | None = None
         self._lock = threading.Lock()
-        defaults = {f"durable_{f.name}": f.default for f in fields(DurableConfig)}
-        defaults["durable_encryption_keys"] = []
-        app.add_defaults(defaults)
         self.orchestrate_task = register_orchestrator(app, self)
-        install_router(app, self)
+        # Durable's own settings are read when the runtime is built (DurableConfig holds their
+        # defaults): Celery's add_defaults would put defaults in front of a config module's
+        # values. What Durable changes in the app's settings is applied when the configuration
+        # is loaded, and again when Celery reloads it (config_from_object after Durable(app)
+        # rebuilds app.conf without changes made before).
+        app.on_after_configure.connect(self._configure_app, weak=False)
+        if app.configured:
+            self._configure_app()
         self.canvas_workflow: Any = None
         install_canvas(self)
         bootsteps.install(app, self)
@@ -119,6 +122,9 @@ class Durable:
         )
         dispatcher = CeleryDispatcher(self.app, self.orchestrate_task, config.orchestrator_queue)
         return Runtime(config, store, codec, self.registry, dispatcher)
+
+    def _configure_app(self, **_: Any) -> None:
+        install_router(self.app, self)
 
     def _after_fork(self, **_: Any) -> None:
         # The parent's timer thread builds the runtime under this lock, possibly while the pool

@@ -29,22 +29,31 @@ def message_options(step: StepDefinition[Any, Any]) -> dict[str, Any]:
     return options
 
 
+class StepRouter:
+    """Celery router: a step's task goes to the step's queue, with its routing options."""
+
+    def __init__(self, durable: Durable) -> None:
+        self.durable = durable
+
+    def __call__(
+        self, name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **rest: Any
+    ) -> dict[str, Any] | None:
+        step = self.durable.registry.steps.get(name)
+        return message_options(step) or None if step is not None else None
+
+
 def install_router(app: Celery, durable: Durable) -> None:
     """Route plain calls of step tasks (``step.task.delay()``) to the step's queue too.
 
-    Appended after the project's own ``task_routes``, which keep precedence.
+    Appended after the project's own ``task_routes``, which keep precedence; once per loaded
+    configuration (called again when Celery reloads it, which drops the earlier change).
     """
-
-    def route_step(
-        name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **rest: Any
-    ) -> dict[str, Any] | None:
-        step = durable.registry.steps.get(name)
-        return message_options(step) or None if step is not None else None
-
     routes = app.conf.task_routes
-    if routes is None:
-        app.conf.task_routes = (route_step,)
-    elif isinstance(routes, (list, tuple)):
-        app.conf.task_routes = (*routes, route_step)
-    else:
-        app.conf.task_routes = (routes, route_step)
+    listed = routes if isinstance(routes, (list, tuple)) else () if routes is None else (routes,)
+    if any(isinstance(r, StepRouter) and r.durable is durable for r in listed):
+        return
+    app.conf.task_routes = (*listed, StepRouter(durable))
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:  # Celery prepares the routing table once: prepare it again
+        amqp.flush_routes()
+        amqp.__dict__.pop("router", None)
