@@ -1,8 +1,9 @@
 """The runtime's dispatcher, with Celery: step attempts and orchestrator passes as task messages.
 
 Messages carry ids (run id, correlation id, entry id, attempt) and, for a step sent before its
-scheduling is recorded, its input as stored in the log (encoded, encrypted when keys are set;
-base64 in the message, so any task serializer carries it) and the identity of its call. Other
+scheduling is recorded, its input as stored in the log (encoded, encrypted when keys are set:
+bytes in a msgpack message, base64 text in a JSON one, see ``integration.content``) and the
+identity of its call. Other
 payloads stay in Redis. This departs from DESIGN.md section 8 ("task messages carry ids only")
 for inputs up to ``durable_message_input_limit`` bytes: reading the input was one of five Redis
 round trips per dispatched step, and sending first lets the pass finish in its append (see
@@ -13,12 +14,12 @@ shows which run a task belongs to.
 
 from __future__ import annotations
 
-import base64
 from typing import TYPE_CHECKING, Any
 
 from kombu.utils.uuid import uuid
 
 from ..workflow.step import StepDefinition
+from .content import BINARY_SERIALIZER, MessageContent
 from .publish import TaskPublisher
 from .routing import message_options
 
@@ -40,6 +41,7 @@ class CeleryDispatcher:
         self.orchestrate_task = orchestrate_task
         self.orchestrator_queue = orchestrator_queue
         self.publisher = TaskPublisher(app)
+        self.content = MessageContent(app)
 
     def send_step(
         self,
@@ -60,7 +62,10 @@ class CeleryDispatcher:
             options["queue"] = queue
         call: list[Any] = [run_id, cid, entry_id, attempt]
         if payload is not None:
-            call += [base64.b64encode(payload).decode("ascii"), identity or ""]
+            binary = self.content.binary(getattr(step.task, "serializer", None))
+            if binary:
+                options["serializer"] = BINARY_SERIALIZER
+            call += [self.content.input_argument(payload, binary), identity or ""]
         self._send(
             step.task,
             kwargs={DURABLE_KWARG: call},

@@ -21,6 +21,7 @@ from ..workflow.policy import RetryPolicy
 from ..workflow.step import StepDefinition
 from . import bootsteps
 from .canvas import install_canvas, run_canvas
+from .content import accept_binary
 from .dispatcher import CeleryDispatcher
 from .routing import install_router
 from .tasks import register_orchestrator, register_step_task
@@ -125,6 +126,7 @@ class Durable:
 
     def _configure_app(self, **_: Any) -> None:
         install_router(self.app, self)
+        accept_binary(self.app)
 
     def _after_fork(self, **_: Any) -> None:
         # The parent's timer thread builds the runtime under this lock, possibly while the pool

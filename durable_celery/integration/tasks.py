@@ -10,10 +10,10 @@ would run the first app's orchestrator (its store, its registry) under the same 
 
 from __future__ import annotations
 
-import base64
 from typing import TYPE_CHECKING, Any
 
 from ..workflow.step import StepDefinition
+from .content import input_from_message
 from .dispatcher import DURABLE_KWARG
 from .routing import MESSAGE_OPTIONS
 
@@ -61,7 +61,7 @@ def register_step_task(app: Celery, durable: Durable, step: StepDefinition[Any, 
         if durable_call is None:
             return fn(*args, **kwargs)  # a plain call: `step.task.delay(...)`
         run_id, cid, entry_id, attempt, *rest = durable_call
-        payload = base64.b64decode(rest[0]) if rest and rest[0] is not None else None
+        payload = input_from_message(rest[0]) if rest and rest[0] is not None else None
         identity = str(rest[1]) if len(rest) > 1 else None
         request = app.current_task.request if app.current_task is not None else None
         delivery = getattr(request, "delivery_info", None) or {}

@@ -1,5 +1,5 @@
-"""Durable reads its settings wherever a Celery project keeps them, and what it adds to the
-app's own settings (a router) survives Celery reloading them."""
+"""Durable reads its settings wherever a Celery project keeps them, and changes the app's own
+settings (a router, ``accept_content``) only where the project left Celery's defaults."""
 
 from __future__ import annotations
 
@@ -95,3 +95,30 @@ def test_plain_calls_of_a_step_task_are_still_routed_after_the_configuration_rel
     assert app.amqp.router.route({}, send_receipt.task.name)["queue"].name == "mail"
     assert len(app.conf.task_routes) == 2  # the project's, then Durable's, once
     app.close()
+
+
+def test_msgpack_is_accepted_unless_the_project_chose_accept_content(
+    redis_url: str, key_prefix: str
+) -> None:
+    left_alone = Celery("settings", set_as_current=False)
+    Durable(left_alone)
+    assert list(left_alone.conf.accept_content) == ["json", "msgpack"]
+
+    updated = Celery("settings", set_as_current=False)
+    updated.conf.update(accept_content=["json"])
+    Durable(updated)
+    assert list(updated.conf.accept_content) == ["json"]
+
+    updated_later = Celery("settings", set_as_current=False)
+    Durable(updated_later)
+    updated_later.conf.update(accept_content=["json"])
+    assert list(updated_later.conf.accept_content) == ["json"]
+
+    from_module = Celery("settings", set_as_current=False)
+    from_module.config_from_object(
+        settings_module(redis_url, key_prefix, accept_content=["json", "auth"])
+    )
+    Durable(from_module)
+    assert list(from_module.conf.accept_content) == ["json", "auth"]
+    for app in (left_alone, updated, updated_later, from_module):
+        app.close()
