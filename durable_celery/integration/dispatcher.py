@@ -3,11 +3,11 @@
 Messages carry ids (run id, correlation id, entry id, attempt) and, for a step sent before its
 scheduling is recorded, its input as stored in the log (encoded, encrypted when keys are set:
 bytes in a msgpack message, base64 text in a JSON one, see ``integration.content``) and the
-identity of its call. Other
-payloads stay in Redis. This departs from DESIGN.md section 8 ("task messages carry ids only")
-for inputs up to ``durable_message_input_limit`` bytes: reading the input was one of five Redis
-round trips per dispatched step, and sending first lets the pass finish in its append (see
-``runtime.host``). ``durable_message_input_limit = 0`` restores ids-only messages.
+identity of its call. Other payloads stay in Redis. This departs from DESIGN.md section 8 ("task
+messages carry ids only") for inputs up to ``durable_message_input_limit`` bytes: reading the
+input was one of five Redis round trips per dispatched step, and sending first lets the pass
+finish in its append (see ``runtime.host``). ``durable_message_input_limit = 0`` restores
+ids-only messages.
 Step task ids are deterministic (``<run_id>:<cid>``, then ``:<attempt>`` for retries), so Flower
 shows which run a task belongs to.
 """
