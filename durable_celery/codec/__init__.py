@@ -6,7 +6,6 @@ and never pickles: a log must not be able to run code by being read.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +14,7 @@ from ..errors import ConfigurationError, DecodingError, DurableError
 from .compression import compress, decompress
 from .envelope import Keyring, Place, seal, unseal
 from .exceptions import encode_exception, rebuild_exception
+from .hashing import argument_hash
 from .paths import refusal
 from .registry import TypeRegistry
 from .types import ExtensionTypes
@@ -103,11 +103,11 @@ class Codec:
             ) from None
 
     def fingerprint(self, value: Any, *, label: str = "value") -> str:
-        """16 hex chars identifying ``value``; stable across processes and runs."""
+        """The argument hash of ``value`` (``codec.hashing``); stable across processes and runs."""
         return self.fingerprint_packed(value, label=label)[0]
 
     def fingerprint_packed(self, value: Any, *, label: str = "value") -> tuple[str, bytes]:
         """``(fingerprint, packed bytes)``: a caller that also stores ``value`` seals the same
         bytes (:meth:`seal`) instead of packing it twice."""
         packed = self.pack(value, label=label)
-        return hashlib.blake2b(packed, digest_size=8).hexdigest(), packed
+        return argument_hash(packed), packed

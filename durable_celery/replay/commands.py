@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..codec.hashing import same_arguments
 from . import events as ev
 
 __all__ = ["Command", "ScheduleStep", "StartTimer", "AwaitEvent", "StartChild", "RecordMarker"]
@@ -24,6 +25,10 @@ class Command:
     def identity(self) -> dict[str, Any]:
         """The fields that must match the recorded entry on replay."""
         return {}
+
+    def matches(self, meta: dict[str, Any]) -> bool:
+        """Whether a recorded entry's ``meta`` is this call's (its identity, field by field)."""
+        return all(meta.get(k) == v for k, v in self.identity().items())
 
     def describe(self) -> str:
         return f"{self.scheduled_kind} {self.cid}"
@@ -43,6 +48,12 @@ class ScheduleStep(Command):
 
     def identity(self) -> dict[str, Any]:
         return {"name": self.name, "h": self.fingerprint}
+
+    def matches(self, meta: dict[str, Any]) -> bool:
+        """Also true for an argument hash recorded the way earlier versions hashed."""
+        return meta.get("name") == self.name and same_arguments(
+            meta.get("h"), self.packed, self.fingerprint
+        )
 
     def describe(self) -> str:
         return f"step {self.name!r} (argument hash {self.fingerprint})"

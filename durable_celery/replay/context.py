@@ -152,9 +152,7 @@ class ReplayContext:
             self._new.append(command)
             self.new_calls += 1
         else:
-            if recorded.kind != command.scheduled_kind or any(
-                recorded.meta.get(k) != v for k, v in command.identity().items()
-            ):
+            if recorded.kind != command.scheduled_kind or not command.matches(recorded.meta):
                 self.diverge(
                     f"at {command.cid} the log recorded {_describe_recorded(recorded)} but the "
                     f"workflow now calls {command.describe()}"

@@ -104,9 +104,9 @@ def test_a_set_has_one_fingerprint_whatever_its_insertion_order(
     assert CODEC.fingerprint({"s": forward}) == CODEC.fingerprint({"s": mixed})
 
 
-def test_a_fingerprint_is_16_hex_characters_and_tells_types_apart() -> None:
+def test_a_fingerprint_is_s_and_16_hex_characters_and_tells_types_apart() -> None:
     fingerprint = CODEC.fingerprint({"a": 1})
-    assert len(fingerprint) == 16 and int(fingerprint, 16) >= 0
+    assert fingerprint[0] == "s" and len(fingerprint) == 17 and int(fingerprint[1:], 16) >= 0
     assert CODEC.fingerprint((1, 2)) != CODEC.fingerprint([1, 2])
     assert CODEC.fingerprint({1, 2}) != CODEC.fingerprint(frozenset({1, 2}))
 

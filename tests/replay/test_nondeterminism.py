@@ -181,7 +181,7 @@ def test_calling_the_same_step_with_other_arguments_blocks_the_run(durable: Dura
 
     assert handle.status() == "blocked"
     message = durable.history(handle.run_id)[-1].meta["error"]
-    hashes = re.findall(r"argument hash ([0-9a-f]+)", message)
+    hashes = re.findall(r"argument hash (s?[0-9a-f]{16})", message)
     assert len(hashes) == 2 and hashes[0] != hashes[1]
     recorded = next(e for e in durable.history(handle.run_id) if e.cid == "s2")
     assert hashes[0] == recorded.meta["h"]
