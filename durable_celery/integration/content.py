@@ -56,16 +56,17 @@ class MessageContent:
 
     def __init__(self, app: Celery) -> None:
         self.app = app
-        self._seen: Any = None
+        self._seen: tuple[Any, ...] | None = None
         self._accepts = False
 
     def binary(self, serializer: str | None) -> bool:
         """Whether a message of a task with ``serializer`` goes as msgpack."""
         if serializer is not None and serializer not in _REPLACEABLE:
             return False
-        accepted = self.app.conf.accept_content
-        if accepted is not self._seen:  # reloaded or changed: decide again
-            types = prepare_accept_content(accepted or ())  # type: ignore[no-untyped-call]
+        # By value: a project may change the list it set in place.
+        accepted = tuple(self.app.conf.accept_content or ())
+        if accepted != self._seen:
+            types = prepare_accept_content(accepted)  # type: ignore[no-untyped-call]
             self._accepts = _BINARY_TYPE in types
             self._seen = accepted
         return self._accepts

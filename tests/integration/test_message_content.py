@@ -85,6 +85,22 @@ def test_a_step_input_travels_as_bytes_only_where_the_app_accepts_msgpack(
     assert input_from_message(carried) == payload
 
 
+def test_msgpack_stops_when_the_project_removes_it_from_its_list_in_place(
+    make_app: AppFactory, key_prefix: str, redis_client: redis.Redis
+) -> None:
+    app, durable = make_app()
+
+    @durable.step(name="shop.echo")
+    def echo(blob: bytes) -> bytes:
+        return blob
+
+    durable.runtime.dispatcher.send_step(echo, "run-1", "s1", "", 1, payload=b"one")
+    app.conf.accept_content.remove("msgpack")
+    durable.runtime.dispatcher.send_step(echo, "run-1", "s2", "", 1, payload=b"two")
+    types = [m["content-type"] for m in reversed(queued(redis_client, key_prefix))]
+    assert types == [MSGPACK, JSON]
+
+
 def test_a_step_with_its_own_serializer_keeps_it(
     make_app: AppFactory, key_prefix: str, redis_client: redis.Redis, own_serializer: str
 ) -> None:
