@@ -29,7 +29,13 @@ from kombu.serialization import prepare_accept_content
 if TYPE_CHECKING:
     from celery import Celery
 
-__all__ = ["BINARY_SERIALIZER", "MessageContent", "accept_binary", "input_from_message"]
+__all__ = [
+    "BINARY_SERIALIZER",
+    "accept_binary",
+    "input_argument",
+    "input_from_message",
+    "sends_binary",
+]
 
 BINARY_SERIALIZER = "msgpack"
 _BINARY_TYPE = "application/x-msgpack"
@@ -50,30 +56,19 @@ def accept_binary(app: Celery) -> None:
         conf.accept_content = [*accepted, BINARY_SERIALIZER]
 
 
-class MessageContent:
-    """Per app: whether a step message carrying its input may be msgpack, and the argument
-    holding the input (bytes in msgpack, base64 text otherwise)."""
+def sends_binary(app: Celery, serializer: str | None) -> bool:
+    """Whether a step message of a task with ``serializer`` goes as msgpack: the task has no
+    serializer of its own and the app accepts msgpack. Read at every publish (a few
+    microseconds), so a changed ``accept_content`` counts at once."""
+    if serializer is not None and serializer not in _REPLACEABLE:
+        return False
+    names = app.conf.accept_content or ()
+    return _BINARY_TYPE in prepare_accept_content(names)  # type: ignore[no-untyped-call]
 
-    def __init__(self, app: Celery) -> None:
-        self.app = app
-        self._seen: tuple[Any, ...] | None = None
-        self._accepts = False
 
-    def binary(self, serializer: str | None) -> bool:
-        """Whether a message of a task with ``serializer`` goes as msgpack."""
-        if serializer is not None and serializer not in _REPLACEABLE:
-            return False
-        # By value: a project may change the list it set in place.
-        accepted = tuple(self.app.conf.accept_content or ())
-        if accepted != self._seen:
-            types = prepare_accept_content(accepted)  # type: ignore[no-untyped-call]
-            self._accepts = _BINARY_TYPE in types
-            self._seen = accepted
-        return self._accepts
-
-    @staticmethod
-    def input_argument(payload: bytes, binary: bool) -> bytes | str:
-        return payload if binary else base64.b64encode(payload).decode("ascii")
+def input_argument(payload: bytes, binary: bool) -> bytes | str:
+    """The input as the message carries it: bytes (msgpack), or base64 text (JSON)."""
+    return payload if binary else base64.b64encode(payload).decode("ascii")
 
 
 def input_from_message(value: Any) -> bytes:

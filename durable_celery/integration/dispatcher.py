@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from kombu.utils.uuid import uuid
 
 from ..workflow.step import StepDefinition
-from .content import BINARY_SERIALIZER, MessageContent
+from .content import BINARY_SERIALIZER, input_argument, sends_binary
 from .publish import TaskPublisher
 from .routing import message_options
 
@@ -41,7 +41,6 @@ class CeleryDispatcher:
         self.orchestrate_task = orchestrate_task
         self.orchestrator_queue = orchestrator_queue
         self.publisher = TaskPublisher(app)
-        self.content = MessageContent(app)
 
     def send_step(
         self,
@@ -62,10 +61,10 @@ class CeleryDispatcher:
             options["queue"] = queue
         call: list[Any] = [run_id, cid, entry_id, attempt]
         if payload is not None:
-            binary = self.content.binary(getattr(step.task, "serializer", None))
+            binary = sends_binary(self.app, getattr(step.task, "serializer", None))
             if binary:
                 options["serializer"] = BINARY_SERIALIZER
-            call += [self.content.input_argument(payload, binary), identity or ""]
+            call += [input_argument(payload, binary), identity or ""]
         self._send(
             step.task,
             kwargs={DURABLE_KWARG: call},

@@ -54,10 +54,7 @@ def own_serializer() -> Iterator[str]:
         content_encoding="utf-8",
     )
     yield name
-    serialization.registry._encoders.pop(name, None)
-    serialization.registry._decoders.pop("application/x-test-own", None)
-    serialization.registry.type_to_name.pop("application/x-test-own", None)
-    serialization.registry.name_to_type.pop(name, None)
+    serialization.registry.unregister(name)
 
 
 @pytest.mark.parametrize(
