@@ -25,11 +25,12 @@ import pytest
 import redis
 
 from durable_celery.store import EventStore, MemoryEventStore, RedisEventStore
+from durable_celery.store.redis import LARGE_PAYLOAD_BYTES
 
 REDIS_SERVER_BINARY = shutil.which("redis-server")
 
 #: The stores every contract test runs against.
-STORE_KINDS = ("memory", "fakeredis", "redis")
+STORE_KINDS = ("memory", "fakeredis", "redis", "redis-beside")
 
 
 def _no_redis(reason: str) -> None:
@@ -195,7 +196,8 @@ def redis_server_factory(
 
 @pytest.fixture(params=STORE_KINDS)
 def store(request: pytest.FixtureRequest) -> Iterator[EventStore]:
-    """Each event store in turn: memory, Redis store on fakeredis (Lua via lupa), real Redis."""
+    """Each event store in turn: memory, Redis store on fakeredis (Lua via lupa), real Redis,
+    and real Redis keeping every payload beside the log (as it keeps large ones)."""
     kind = request.param
     if kind == "memory":
         yield MemoryEventStore()
@@ -205,7 +207,9 @@ def store(request: pytest.FixtureRequest) -> Iterator[EventStore]:
         client.close()
     else:
         client = request.getfixturevalue("redis_client")
-        yield RedisEventStore(client, prefix=request.getfixturevalue("key_prefix"))
+        prefix = request.getfixturevalue("key_prefix")
+        large = 0 if kind == "redis-beside" else LARGE_PAYLOAD_BYTES
+        yield RedisEventStore(client, prefix=prefix, large_payload_bytes=large)
 
 
 _tests_since_collect = [0]

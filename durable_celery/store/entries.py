@@ -4,7 +4,10 @@ Both stores keep an entry as the same field map and decode it with the same func
 history read from Redis and one read from memory are equal ``Event`` objects:
 
 * ``k`` kind, ``c`` correlation id (may be empty), ``m`` msgpack of the meta dict,
-* ``p`` the payload blob, present only when the payload is not None (``b""`` stays ``b""``).
+* ``p`` the payload blob, present only when the payload is not None (``b""`` stays ``b""``),
+* or instead ``b``, the reference of a payload kept beside the log (the Redis store keeps large
+  payloads in a hash of their own; it resolves references on every read, see
+  ``RedisEventStore``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = [
     "call_identity",
     "identity_key",
     "own_entries",
+    "payload_ref",
     "as_recorded",
     "following_ids",
     "check_rising",
@@ -90,15 +94,23 @@ def identity_key(cid: str) -> str:
     return f"={cid}"
 
 
-def event_args(event: NewEvent) -> list[str | bytes]:
-    """The ARGV slots the Lua scripts take per event: kind, cid, meta, has-payload flag, payload."""
-    return [
-        event.kind,
-        event.cid,
-        pack_meta(event.meta),
-        "0" if event.payload is None else "1",
-        b"" if event.payload is None else bytes(event.payload),
-    ]
+def event_args(event: NewEvent, ref: str | None = None) -> list[str | bytes]:
+    """The ARGV slots the Lua scripts take per event: kind, cid, meta, then the field that holds
+    the payload ("" none, "p" the payload, "b" a reference to it) and its value. ``ref``: the
+    payload is kept beside the log under this reference."""
+    if event.payload is None:
+        field, value = "", b""
+    elif ref is not None:
+        field, value = "b", ref.encode()
+    else:
+        field, value = "p", bytes(event.payload)
+    return [event.kind, event.cid, pack_meta(event.meta), field, value]
+
+
+def payload_ref(fields: Mapping[Any, bytes]) -> str | None:
+    """The reference of an entry's payload kept beside the log, if it has one."""
+    ref = fields.get(b"b", fields.get("b"))
+    return None if ref is None else _text(ref)
 
 
 def own_entries(

@@ -15,6 +15,7 @@ Layout for prefix ``durable`` and run ``r1``::
     durable:{r1}:outbox    set      step task descriptors to (re)send until the pass finishes
     durable:{r1}:waitfor   hash     what would unblock the suspended workflow (wake coalescing)
     durable:{r1}:early     stream   outcomes of steps sent before their scheduling was recorded
+    durable:{r1}:payloads  hash     large payloads kept beside the log: reference -> bytes
     durable:runs           zset     run id -> created ms (listing)
     durable:timers         zset     timer member -> deadline ms (Redis server clock)
     durable:hook:<key>     string   owner (a run) waiting for external events on <key>
@@ -86,6 +87,7 @@ class RunKeys:
     outbox: str
     waitfor: str
     early: str
+    payloads: str
 
     def all(self) -> tuple[str, ...]:
         return (
@@ -97,6 +99,7 @@ class RunKeys:
             self.outbox,
             self.waitfor,
             self.early,
+            self.payloads,
         )
 
 
@@ -112,6 +115,7 @@ def run_keys(prefix: str, run_id: str) -> RunKeys:
         outbox=f"{base}:outbox",
         waitfor=f"{base}:waitfor",
         early=f"{base}:early",
+        payloads=f"{base}:payloads",
     )
 
 

@@ -34,6 +34,7 @@ def test_run_keys_are_named_under_the_prefix_and_the_run_hash_tag() -> None:
         "durable:{r-42}:outbox",
         "durable:{r-42}:waitfor",
         "durable:{r-42}:early",
+        "durable:{r-42}:payloads",
     )
     assert len(set(k.all())) == len(k.all())
 

@@ -12,9 +12,12 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from durable_celery.errors import DecodingError
 from durable_celery.replay.events import RUN_STARTED, STEP_COMPLETED, STEP_SCHEDULED, NewEvent
 from durable_celery.store import MemoryEventStore, RedisEventStore, keys, open_store
 from durable_celery.store.base import WaitFor
+from durable_celery.store.entries import event_args
+from durable_celery.store.redis import LARGE_PAYLOAD_BYTES
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -45,7 +48,9 @@ def test_every_key_a_run_touches_is_in_its_slot_and_globals_are_outside(
     assert redis_store.finish_pass("r1", "t", last, WaitFor("all", ("s1", "s2"), 2))
     assert redis_store.acquire_lease("r1", "t", 10_000)
     redis_store.append_fenced("r1", "t", [NewEvent(STEP_SCHEDULED, "s2")], outbox=["s2"])
-    redis_store.record_outcome("r1", "s1", NewEvent(STEP_COMPLETED, "s1"))
+    # A large payload is kept beside the log, in the payloads hash.
+    large = b"x" * LARGE_PAYLOAD_BYTES
+    redis_store.record_outcome("r1", "s1", NewEvent(STEP_COMPLETED, "s1", {}, large))
     # A step sent before its scheduling is recorded: its outcome waits in the early stream.
     parked = redis_store.record_outcome(
         "r1", "s3", NewEvent(STEP_COMPLETED, "s3"), identity="step:h"
@@ -57,7 +62,7 @@ def test_every_key_a_run_touches_is_in_its_slot_and_globals_are_outside(
     run_keys = set(keys.run_keys(redis_store.prefix, "r1").all())
     global_keys = {keys.runs_index(redis_store.prefix), keys.timers(redis_store.prefix)}
     assert found <= run_keys | global_keys
-    assert {k for k in found if "{r1}" in k} == run_keys  # lease, wake flag, outbox, early are live
+    assert {k for k in found if "{r1}" in k} == run_keys  # every one of them is live here
     assert {key_slot(k.encode()) for k in run_keys} == {key_slot(b"r1")}
 
 
@@ -176,22 +181,30 @@ def test_a_retained_run_leaves_no_key_behind_and_listing_unindexes_it(
     redis_store: RedisEventStore,
 ) -> None:
     start(redis_store)
+    large = b"x" * LARGE_PAYLOAD_BYTES  # kept beside the log, in the payloads hash
     assert redis_store.acquire_lease("r1", "t", 60_000)
     redis_store.append_fenced(
-        "r1", "t", [NewEvent(STEP_COMPLETED, "s1")], status="completed", outbox=["x"],
-        retention_ms=5_000,
+        "r1", "t", [NewEvent(STEP_COMPLETED, "s1", {}, large)], status="completed",
+        outbox=["x"], retention_ms=5_000,
     )  # fmt: skip
     k = keys.run_keys(redis_store.prefix, "r1")
     client = redis_store.client
-    for key in (k.log, k.meta, k.outcomes, k.outbox, k.wake):
+    for key in (k.log, k.meta, k.outcomes, k.outbox, k.wake, k.payloads):
         assert 4_000 < client.pttl(key) <= 5_000, key
     assert 0 < redis_store.lease_ttl_ms("r1") <= 5_000  # cut to the retention, not renewed past
     assert redis_store.finish_pass("r1", "t", redis_store.read_last("r1")[0].entry_id)
     # Keys created after the run finished inherit its deadline: nothing outlives the run.
     assert redis_store.acquire_lease("r1", "t2", 60_000)
     redis_store.append_fenced("r1", "t2", [], outbox=["again"])
-    client.delete(k.outcomes)  # as if the run had recorded no outcome before it finished
-    redis_store.record_outcome("r1", "late", NewEvent(STEP_COMPLETED, "late"))
+    # As if the run had recorded no outcome and no large payload before it finished: a late
+    # outcome (or one kept early) creates them again.
+    client.delete(k.outcomes, k.payloads)
+    early = NewEvent(STEP_COMPLETED, "e1", {}, large)
+    assert redis_store.record_outcome("r1", "e1", early, identity="step:h").parked
+    assert 0 < client.pttl(k.payloads) <= 5_000
+    client.delete(k.payloads)
+    redis_store.record_outcome("r1", "late", NewEvent(STEP_COMPLETED, "late", {}, large))
+    assert {k.payloads, k.early, k.outcomes} <= run_key_names(redis_store)
     assert all(0 < client.pttl(key) <= 5_000 for key in run_key_names(redis_store))
     for key in run_key_names(redis_store):
         client.pexpire(key, 50)  # skip the wait
@@ -272,3 +285,88 @@ def test_script_replies_read_the_same_under_resp2_and_resp3(
         assert store.register_hook("k", "a") is None and store.register_hook("k", "b") == "a"
     finally:
         client.close()
+
+
+# -- large payloads, kept beside the log ----------------------------------------------------------
+def raw_fields(store: RedisEventStore, run_id: str = "r1") -> list[dict[bytes, bytes]]:
+    return [f for _, f in store.client.xrange(keys.run_keys(store.prefix, run_id).log)]
+
+
+def test_large_payloads_are_kept_beside_the_log_and_small_ones_in_it(
+    redis_store: RedisEventStore,
+) -> None:
+    large, small = b"L" * LARGE_PAYLOAD_BYTES, b"s" * (LARGE_PAYLOAD_BYTES - 1)
+    assert redis_store.create_run("r1", "wf", NewEvent(RUN_STARTED, "", {}, large), {})
+    assert redis_store.acquire_lease("r1", "t", 10_000)
+    scheduled = [
+        NewEvent(STEP_SCHEDULED, "s1", {}, small),
+        NewEvent(STEP_SCHEDULED, "s2", {}, large),
+    ]
+    redis_store.append_fenced("r1", "t", scheduled)
+    redis_store.record_outcome("r1", "s1", NewEvent(STEP_COMPLETED, "s1", {}, large))
+    fields = raw_fields(redis_store)
+    assert [sorted(f) for f in fields] == [
+        [b"b", b"c", b"k", b"m"], [b"c", b"k", b"m", b"p"], [b"b", b"c", b"k", b"m"],
+        [b"b", b"c", b"k", b"m"],
+    ]  # fmt: skip
+    beside = redis_store.client.hgetall(keys.run_keys(redis_store.prefix, "r1").payloads)
+    assert sorted(beside) == sorted(f[b"b"] for f in fields if b"b" in f)
+    assert set(beside.values()) == {large}
+    assert [e.payload for e in redis_store.read_since("r1", None)] == [large, small, large, large]
+
+
+def test_the_outcome_a_worker_recorded_itself_is_not_read_back(
+    redis_store: RedisEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start(redis_store)
+    large = b"L" * LARGE_PAYLOAD_BYTES
+    redis_store.record_outcome("r1", "s1", NewEvent(STEP_COMPLETED, "s1", {}, large))
+    after = redis_store.read_last("r1")[0].entry_id
+    assert redis_store.acquire_lease("r1", "t0", 10_000)
+    assert redis_store.finish_pass("r1", "t0", after)  # the run sleeps until an outcome wakes it
+    fetched: list[Any] = []
+    hmget = redis_store.client.hmget
+    monkeypatch.setattr(redis_store.client, "hmget", lambda *a: fetched.append(a) or hmget(*a))
+    outcome, begun = redis_store.record_and_begin(
+        "r1", "s2", NewEvent(STEP_COMPLETED, "s2", {}, large + b"2"), "t", 10_000, None
+    )
+    assert outcome.created and begun is not None and begun.acquired
+    assert [e.payload for e in begun.entries] == [b"in", large, large + b"2"]
+    assert len(fetched) == 1 and len(fetched[0][1]) == 1  # only s1's, written by another
+    assert redis_store.read_since("r1", after)[0].payload == large + b"2"
+
+
+def test_a_script_refuses_a_payload_reference_that_is_not_there(
+    redis_store: RedisEventStore,
+) -> None:
+    start(redis_store)
+    k = keys.run_keys(redis_store.prefix, "r1")
+    before = raw_fields(redis_store)
+    event = NewEvent(STEP_COMPLETED, "s1", {}, b"never written")
+    with pytest.raises(redis.ResponseError, match="payload nope is not in"):
+        redis_store._scripts.record_outcome(
+            keys=[k.meta, k.outcomes, k.log, k.wake, k.waitfor, k.early, k.payloads],
+            args=["s1", "1", *event_args(event, "nope"), "0", ""],
+        )
+    assert redis_store.acquire_lease("r1", "t", 10_000)
+    with pytest.raises(redis.ResponseError, match="payload nope is not in"):
+        redis_store._scripts.append_fenced(
+            keys=[k.lease, k.log, k.meta, k.outcomes, k.outbox, k.wake, k.waitfor, k.early,
+                  k.payloads],
+            args=["t", "", 1, "", "", "", 0, 0, *event_args(event, "nope"), "s1", ""],
+        )  # fmt: skip
+    assert raw_fields(redis_store) == before
+    assert redis_store.outcome_id("r1", "s1") is None
+
+
+def test_a_payload_missing_from_beside_the_log_is_a_clear_decoding_error(
+    redis_store: RedisEventStore,
+) -> None:
+    start(redis_store)
+    large = b"L" * LARGE_PAYLOAD_BYTES
+    redis_store.record_outcome("r1", "s1", NewEvent(STEP_COMPLETED, "s1", {}, large))
+    redis_store.client.delete(keys.run_keys(redis_store.prefix, "r1").payloads)
+    with pytest.raises(
+        DecodingError, match=r"payload of entry .* \(step_completed 's1'\) is missing"
+    ):
+        redis_store.read_since("r1", None)

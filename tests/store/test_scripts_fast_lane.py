@@ -21,8 +21,9 @@ from redis.retry import Retry
 
 from durable_celery.errors import RunNotFound
 from durable_celery.replay.events import RUN_STARTED, STEP_COMPLETED, STEP_SCHEDULED, NewEvent
-from durable_celery.store import RedisEventStore
+from durable_celery.store import RedisEventStore, keys
 from durable_celery.store import scripts as scripts_module
+from durable_celery.store.redis import LARGE_PAYLOAD_BYTES
 from durable_celery.store.scripts import LuaScript, Scripts
 
 pytestmark = pytest.mark.timeout(60)
@@ -120,6 +121,32 @@ def test_a_plain_client_runs_scripts_on_one_pinned_connection_not_through_execut
     assert "ZADD" in counter.names  # the store's other commands keep redis-py's path
 
 
+def test_a_large_payload_goes_ahead_of_its_script_on_the_pinned_connection(
+    make_client: Callable[..., redis.Redis], key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client()
+    store = RedisEventStore(client, key_prefix)
+    counter = counted(client, monkeypatch)
+    start(store)
+    (pinned,) = in_use(client)
+    large = b"L" * LARGE_PAYLOAD_BYTES
+    store.record_outcome("r1", "s1", NewEvent(STEP_COMPLETED, "s1", {}, large))
+    assert in_use(client) == {pinned} and "HSET" not in counter.names
+    assert store.read_since("r1", None)[-1].payload == large
+    # The write ahead fails (the payloads key holds a string): its error is raised, the script
+    # refused, and the connection is still in step for the next call.
+    payloads = keys.run_keys(key_prefix, "r1").payloads
+    client.delete(payloads)
+    client.set(payloads, "not a hash")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        store.record_outcome("r1", "s2", NewEvent(STEP_COMPLETED, "s2", {}, large))
+    assert store.outcome_id("r1", "s2") is None
+    client.delete(payloads)
+    store.record_outcome("r1", "s2", NewEvent(STEP_COMPLETED, "s2", {}, large + b"2"))
+    assert store.read_last("r1")[0].payload == large + b"2"
+    assert in_use(client) == {pinned} and counter.script_calls == 0
+
+
 def test_fakeredis_keeps_redis_py_script_objects(monkeypatch: pytest.MonkeyPatch) -> None:
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     store = RedisEventStore(client, "t")
@@ -173,6 +200,10 @@ def _scenario(store: RedisEventStore) -> list[Any]:
     store.append_fenced("r1", "t", [NewEvent(STEP_SCHEDULED, "s1")], outbox=["s1"])
     store.record_outcome("r1", "s1", NewEvent(STEP_COMPLETED, "s1", {"a": 1}, b"v\x00"))
     store.record_outcome("r1", "s1", NewEvent(STEP_COMPLETED, "s1", {"a": 2}, b"w"))
+    # A payload kept beside the log: its HSET goes ahead of the script.
+    large = b"z" * LARGE_PAYLOAD_BYTES
+    store.record_outcome("r1", "s2", NewEvent(STEP_COMPLETED, "s2", {}, large))
+    assert store.read_since("r1", None)[-1].payload == large
     store.request_wake("r1")
     store.finish_pass("r1", "t", store.read_since("r1", None)[-1].entry_id)
     store.release_lease("r1", "t")
@@ -203,8 +234,8 @@ def test_replies_are_those_of_redis_py_script_objects(
     replies: list[tuple[str, Any]] = []
     inner = LuaScript.__call__
 
-    def recording(self: LuaScript, keys: Any = (), args: Any = ()) -> Any:
-        reply = inner(self, keys, args)
+    def recording(self: LuaScript, keys: Any = (), args: Any = (), before: Any = None) -> Any:
+        reply = inner(self, keys, args, before)
         replies.append((self.name, _masked(reply)))
         return reply
 

@@ -1,6 +1,7 @@
 -- append_fenced: append the orchestrator's batch, only while it holds the run's lease.
 -- KEYS[1] lease  KEYS[2] log  KEYS[3] meta  KEYS[4] outcomes  KEYS[5] outbox  KEYS[6] wake
 -- KEYS[7] waitfor  KEYS[8] early (outcomes of steps sent before their scheduling was recorded)
+-- KEYS[9] payloads (large payloads, written by the caller just before this script)
 -- ARGV[1] lease token  ARGV[2] new status ("" keeps it)  ARGV[3] n, the number of events
 -- ARGV[4] retention ms ("" = none; the caller sends it only with a terminal status)
 -- ARGV[5] read after: "" = do not read, "-" = read the whole log, else an entry id
@@ -8,7 +9,8 @@
 --   run), "all" / "any" = yes, waking only for the listed outcomes (see finish_pass)
 -- ARGV[7] for "all": how many of them are still missing  ARGV[8] m, how many cids follow
 -- ARGV[9 .. 8+m] the cids the suspended workflow waits on
--- then per event (7 slots): kind, cid, packed meta, "1"/"0" has payload, payload, outcome key
+-- then per event (7 slots): kind, cid, packed meta, the payload's field ("" none, "p" the
+--   payload, "b" the reference of a payload in KEYS[9]), payload or reference, outcome key
 --   (outcome key "" = not append-once; ">cid" for a step_scheduled entry), and for a
 --   step_scheduled entry the identity of the call ("<name>:<argument hash>"), kept as "=cid"
 -- then the outbox members to add
@@ -24,6 +26,13 @@ if not lease then return -1 end
 local sep = string.find(lease, ':', 1, true)
 if string.sub(lease, sep + 1) ~= ARGV[1] then return -1 end
 if redis.call('EXISTS', KEYS[3]) == 0 then return -2 end
+local n = tonumber(ARGV[3])
+local m = tonumber(ARGV[8])
+for at = 9 + m, 8 + m + 7 * n, 7 do
+  if ARGV[at + 3] == 'b' and redis.call('HEXISTS', KEYS[9], ARGV[at + 4]) == 0 then
+    return redis.error_reply('durable: payload ' .. ARGV[at + 4] .. ' is not in ' .. KEYS[9])
+  end
+end
 redis.call('PEXPIRE', KEYS[1], string.sub(lease, 1, sep - 1))
 
 -- Entries others appended after what the caller has read. Read before this batch is added:
@@ -35,8 +44,6 @@ if ARGV[5] ~= '' then
   others = redis.call('XRANGE', KEYS[2], start, '+')
 end
 
-local n = tonumber(ARGV[3])
-local m = tonumber(ARGV[8])
 local ids = {}
 local last_new = nil
 local i = 9 + m
@@ -48,8 +55,8 @@ for e = 1, n do
     ids[e] = existing
   else
     local fields = {'k', ARGV[i], 'c', ARGV[i + 1], 'm', ARGV[i + 2]}
-    if ARGV[i + 3] == '1' then
-      fields[7] = 'p'
+    if ARGV[i + 3] ~= '' then
+      fields[7] = ARGV[i + 3]
       fields[8] = ARGV[i + 4]
     end
     local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
@@ -86,6 +93,9 @@ if redis.call('EXISTS', KEYS[8]) == 1 then
       if f['p'] then
         fields[7] = 'p'
         fields[8] = f['p']
+      elseif f['b'] then
+        fields[7] = 'b'
+        fields[8] = f['b']
       end
       local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
       redis.call('HSET', KEYS[4], f['o'], id)

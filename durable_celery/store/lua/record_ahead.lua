@@ -3,15 +3,17 @@
 -- then either begin a pass (take the lease) or append the steps the continuation sent and
 -- finish the pass, as append_fenced does with a finish mode.
 -- KEYS[1] lease  KEYS[2] log  KEYS[3] meta  KEYS[4] outcomes  KEYS[5] outbox  KEYS[6] wake
--- KEYS[7] waitfor  KEYS[8] early
+-- KEYS[7] waitfor  KEYS[8] early  KEYS[9] payloads
 -- ARGV[1] lease token  ARGV[2] lease ttl ms  ARGV[3] the log's last entry id as the caller saw it
 -- ARGV[4] the outcome's append-once key  ARGV[5] identity of the call ("" = do not check)
 -- ARGV[6] n, scheduled entries that follow (0: begin a pass)
 -- ARGV[7] waitfor mode when finishing: "-" (any outcome wakes), "all" or "any"
 -- ARGV[8] for "all": how many are still missing  ARGV[9] m, how many cids follow
 -- ARGV[10 .. 9+m] the cids the suspended workflow waits on
--- then the outcome (6 slots): id, kind, cid, packed meta, "1"/"0" has payload, payload
--- then per scheduled entry (7 slots): id, kind, cid, packed meta, has payload, payload, identity
+-- then the outcome (6 slots): id, kind, cid, packed meta, the payload's field ("" none, "p" the
+--   payload, "b" the reference of a payload the caller wrote into KEYS[9]), payload or reference
+-- then per scheduled entry (7 slots): id, kind, cid, packed meta, payload field, payload or
+--   reference, identity
 -- Returns {0, reason} when refused (nothing written), {1} begun (lease taken, wake flag set),
 -- {2} finished, {3, promoted entries} continued (lease taken, wake flag set).
 local unpack = unpack or table.unpack
@@ -29,11 +31,20 @@ if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[6]) == 1 then
 end
 local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 if #top == 0 or top[1][1] ~= ARGV[3] then return {0, 'moved'} end
+local n = tonumber(ARGV[6])
+-- Payloads referenced ("b") must be in KEYS[9]; kinds: each entry's kind slot.
+local kinds = {o + 1}
+for k = 1, n do kinds[k + 1] = o + 7 * k end
+for _, at in ipairs(kinds) do
+  if ARGV[at + 3] == 'b' and redis.call('HEXISTS', KEYS[9], ARGV[at + 4]) == 0 then
+    return redis.error_reply('durable: payload ' .. ARGV[at + 4] .. ' is not in ' .. KEYS[9])
+  end
+end
 
 local function entry(at)
   local fields = {'k', ARGV[at], 'c', ARGV[at + 1], 'm', ARGV[at + 2]}
-  if ARGV[at + 3] == '1' then
-    fields[7] = 'p'
+  if ARGV[at + 3] ~= '' then
+    fields[7] = ARGV[at + 3]
     fields[8] = ARGV[at + 4]
   end
   return fields
@@ -45,7 +56,6 @@ if type(added) == 'table' and added.err then return {0, 'moved'} end
 redis.call('HSET', KEYS[4], ARGV[4], ARGV[o])
 local last = ARGV[o]
 
-local n = tonumber(ARGV[6])
 local i = o + 6
 for _ = 1, n do
   redis.call('XADD', KEYS[2], ARGV[i], unpack(entry(i + 1)))
@@ -70,6 +80,9 @@ if n > 0 and redis.call('EXISTS', KEYS[8]) == 1 then
       if f['p'] then
         fields[7] = 'p'
         fields[8] = f['p']
+      elseif f['b'] then
+        fields[7] = 'b'
+        fields[8] = f['b']
       end
       local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
       redis.call('HSET', KEYS[4], f['o'], id)
