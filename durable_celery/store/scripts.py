@@ -374,7 +374,10 @@ def _evalsha(
         conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
     else:
         evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        conn.send_packed_command(conn.pack_commands([before, evalsha]))
+        # One buffer, so one send: redis-py packs a large argument as a piece of its own, and
+        # two sends let the server read, and answer, the first command before the second
+        # arrives (measured: 15-20 us more per call than one send).
+        conn.send_packed_command([b"".join(conn.pack_commands([before, evalsha]))])
         try:
             conn.read_response()
         except ResponseError:
