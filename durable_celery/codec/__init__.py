@@ -11,7 +11,7 @@ from typing import Any
 
 from ..config import DurableConfig
 from ..errors import ConfigurationError, DecodingError, DurableError
-from .compression import compress, decompress
+from .compression import Compressor, decompress
 from .envelope import Keyring, Place, seal, unseal
 from .exceptions import encode_exception, rebuild_exception
 from .hashing import argument_hash
@@ -51,7 +51,7 @@ class Codec:
             )
         if compression_threshold < 0:
             raise ConfigurationError("durable_compression_threshold must be 0 or more")
-        self._threshold = compression_threshold
+        self._compressor = Compressor(compression_threshold)
         self._require_encryption = require_encryption
         self.registry = registry if registry is not None else TypeRegistry()
         self._types = ExtensionTypes(self.registry)
@@ -70,12 +70,14 @@ class Codec:
         return bool(self._keyring)
 
     def encode(self, value: Any, place: Place, *, label: str = "value") -> bytes:
-        """The stored form of ``value`` at ``place``; ``label`` names it in an EncodingError."""
-        return self.seal(self.pack(value, label=label), place)
+        """The stored form of ``value`` at ``place``; ``label`` names it in an EncodingError,
+        and the source of its payloads for compression (see ``codec.compression``)."""
+        return self.seal(self.pack(value, label=label), place, source=label)
 
-    def seal(self, packed: bytes, place: Place) -> bytes:
-        """The stored form of bytes :meth:`pack` made: what :meth:`encode` does after packing."""
-        body, compressed = compress(packed, self._threshold)
+    def seal(self, packed: bytes, place: Place, *, source: str = "value") -> bytes:
+        """The stored form of bytes :meth:`pack` made: what :meth:`encode` does after packing.
+        ``source``: where such payloads come from (``codec.compression.Compressor``)."""
+        body, compressed = self._compressor.compress(packed, f"{place.kind}:{source}")
         return seal(body, place, self._keyring, compressed=compressed)
 
     def decode(self, blob: bytes, place: Place) -> Any:

@@ -14,6 +14,12 @@ threshold. The probe's compressor has a 2 KiB window and a small hash table: mos
 default settings' cost is setting up their 256 KiB of state. Level 1: on typical JSON-like
 values it is several times faster than the default for the same ratio. The envelope records
 whether a payload is compressed, so decoding never guesses.
+
+Even the probe costs 10-25 us per value on incompressible data, on every step's input and result.
+Payloads of one source (a step's results, its inputs) are mostly alike, so a :class:`Compressor`
+remembers a source whose payload did not compress and stores its next ``_SKIP`` payloads as they
+are, unprobed, before it tries again: what btrfs does for a file after a write that did not
+compress. A source that turns compressible costs at most ``_SKIP`` payloads stored whole.
 """
 
 from __future__ import annotations
@@ -22,12 +28,41 @@ import zlib
 
 from ..errors import DecodingError
 
-__all__ = ["compress", "decompress"]
+__all__ = ["Compressor", "compress", "decompress"]
 
 
 _LEVEL = 1
 _PROBE = 512
 _KEEP = 0.75  # store compressed only at or below three quarters of the original size
+_SKIP = 15  # payloads of a source stored unprobed after one of its payloads did not compress
+_SOURCES = 4096  # sources remembered; beyond, all are forgotten (each costs one probe again)
+
+
+class Compressor:
+    """:func:`compress` with a memory of the sources whose payloads do not compress.
+
+    Safe to share between threads: a race costs at most a probe more or less.
+    """
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self._skips: dict[str, int] = {}
+
+    def compress(self, data: bytes, source: str = "") -> tuple[bytes, bool]:
+        """``(bytes to store, whether they are compressed)``; ``source`` names where ``data``
+        comes from (e.g. ``"result of step charge"``)."""
+        if len(data) < self.threshold:
+            return data, False
+        skips = self._skips.get(source, 0)
+        if skips:
+            self._skips[source] = skips - 1
+            return data, False
+        body, compressed = compress(data, self.threshold)
+        if not compressed:
+            if len(self._skips) >= _SOURCES:
+                self._skips.clear()
+            self._skips[source] = _SKIP
+        return body, compressed
 
 
 def compress(data: bytes, threshold: int) -> tuple[bytes, bool]:

@@ -301,7 +301,7 @@ class PassHost(AheadHost):
         if isinstance(command, ScheduleStep):
             payload = None
             if with_input and command.packed:
-                payload = rt.codec.seal(command.packed, place)
+                payload = rt.codec.seal(command.packed, place, source=f"{command.name}(...)")
             elif with_input:
                 payload = rt.codec.encode(
                     (command.args, command.kwargs), place, label=f"{command.name}(...)"

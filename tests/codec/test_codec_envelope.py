@@ -254,3 +254,47 @@ def test_sealing_the_fingerprints_packed_bytes_stores_the_value(codec: Codec, pl
     assert fingerprint == codec.fingerprint(value)
     assert packed == codec.pack(value)
     assert codec.decode(codec.seal(packed, place), place) == value
+
+
+def test_a_source_whose_payloads_do_not_compress_is_probed_once_in_a_while(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from durable_celery.codec import compression
+
+    probes: list[int] = []
+    probe = compression._probe_size
+    monkeypatch.setattr(compression, "_probe_size", lambda b: probes.append(1) or probe(b))
+    compressor = compression.Compressor(threshold=1024)
+    skip = compression._SKIP
+    noise = [os.urandom(4096) for _ in range(2 * (skip + 1) + 1)]
+    assert all(compressor.compress(n, "tokens") == (n, False) for n in noise)
+    assert len(probes) == 3  # payloads 0, skip + 1 and 2 * (skip + 1); the rest stored unprobed
+    # Another source is probed (and compressed) on every payload.
+    rows = repr([{"id": i, "name": f"item-{i}"} for i in range(200)]).encode()
+    for _ in range(3):
+        assert compressor.compress(rows, "rows")[1]
+    assert len(probes) == 6
+    # The skipping source turns compressible: compressed again once its skips run out.
+    turned = [compressor.compress(rows, "tokens")[1] for _ in range(skip + 1)]
+    assert turned == [False] * skip + [True]
+
+
+def test_skipped_probes_never_change_a_decoded_value(place: Place) -> None:
+    codec = Codec(compression_threshold=64)
+    values: list[Any] = [os.urandom(2048) for _ in range(5)] + ["abc" * 1000] * 20
+    blobs = [codec.encode(v, place, label="result of step s") for v in values]
+    assert [codec.decode(b, place) for b in blobs] == values
+    assert not any(flags(b) & COMPRESSED for b in blobs[:16])  # one probe, then skipped
+    assert all(flags(b) & COMPRESSED for b in blobs[16:])
+    # Payloads of other places and labels are other sources: probed on their own.
+    assert flags(codec.encode("abc" * 1000, place, label="result of step t")) & COMPRESSED
+
+
+def test_the_sources_a_compressor_remembers_are_bounded() -> None:
+    from durable_celery.codec import compression
+
+    compressor = compression.Compressor(threshold=16)
+    noise = os.urandom(64)
+    for i in range(compression._SOURCES + 10):
+        compressor.compress(noise, f"source {i}")
+    assert 0 < len(compressor._skips) <= compression._SOURCES
