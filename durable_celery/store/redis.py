@@ -71,6 +71,7 @@ __all__ = ["LARGE_PAYLOAD_BYTES", "RedisEventStore"]
 #: about this size the HSET costs Redis more than the bytes cost its Lua.
 LARGE_PAYLOAD_BYTES = 2048
 
+_RUN_KEYS_KEPT = 4096
 _LEASE_LOST = -1
 _NO_RUN = -2
 # The "created" slot of a record script's reply for a step sent first: its outcome was kept
@@ -137,6 +138,7 @@ class RedisEventStore(RedisExternalEvents):
         self._r: Any = client
         self._scripts = Scripts.register(client)
         self._large = int(large_payload_bytes)
+        self._run_keys: dict[str, keys.RunKeys] = {}
         # fakeredis' XREAD BLOCK has not blocked reliably across the versions we accept, so
         # on fakeredis read_blocking polls instead (the cost does not matter there).
         self._poll_reads = type(client).__module__.startswith("fakeredis")
@@ -151,7 +153,13 @@ class RedisEventStore(RedisExternalEvents):
         return self._r  # type: ignore[no-any-return]
 
     def _keys(self, run_id: str) -> keys.RunKeys:
-        return keys.run_keys(self.prefix, run_id)
+        # Every call names the run's keys; a worker serves few runs at a time (2 us a call).
+        found = self._run_keys.get(run_id)
+        if found is None:
+            if len(self._run_keys) >= _RUN_KEYS_KEPT:
+                self._run_keys.clear()
+            found = self._run_keys[run_id] = keys.run_keys(self.prefix, run_id)
+        return found
 
     def _events(
         self,

@@ -26,8 +26,9 @@ from importlib.resources import files
 from typing import Any
 
 import redis
+import redis.connection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import DataError, NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["SCRIPT_NAMES", "LuaScript", "Scripts", "lua_source"]
@@ -54,6 +55,14 @@ SCRIPT_NAMES = (
     "claim_redelivery",
     "record_ahead",
 )
+
+try:
+    import hiredis
+except ImportError:  # an extra: durable_celery[hiredis]
+    hiredis = None  # type: ignore[assignment]
+
+#: redis-py's packer when hiredis is installed: the pinned path calls hiredis directly.
+_HIREDIS_PACKER = getattr(redis.connection, "HiredisRespSerializer", None)
 
 #: What redis-py raises when a socket fails (it wraps most ``OSError``s, not all).
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -368,16 +377,14 @@ def _evalsha(
     args: Sequence[Any],
     before: Sequence[Any] | None = None,
 ) -> Any:
-    # send_command and send_packed_command run the connection's health check when one is
-    # due, as redis-py does.
+    # send_packed_command runs the connection's health check when one is due, as redis-py does.
+    evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
     if before is None:
-        conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        conn.send_packed_command(_packed(conn, evalsha))
     else:
-        evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        # One buffer, so one send: redis-py packs a large argument as a piece of its own, and
-        # two sends let the server read, and answer, the first command before the second
-        # arrives (measured: 15-20 us more per call than one send).
-        conn.send_packed_command([b"".join(conn.pack_commands([before, evalsha]))])
+        # One buffer, so one send: two sends let the server read, and answer, the first command
+        # before the second arrives (measured: 15-20 us more per call than one send).
+        conn.send_packed_command([b"".join([*_packed(conn, before), *_packed(conn, evalsha)])])
         try:
             conn.read_response()
         except ResponseError:
@@ -398,8 +405,20 @@ def _evalsha(
     loaded = loaded.decode() if isinstance(loaded, bytes) else str(loaded)
     if loaded != script.sha:
         raise RedisError(f"SCRIPT LOAD of {script.name} returned {loaded}, not {script.sha}")
-    conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+    conn.send_packed_command(_packed(conn, evalsha))
     return conn.read_response()
+
+
+def _packed(conn: Any, command: Sequence[Any]) -> list[bytes]:
+    """``command`` in the Redis protocol, as ``conn`` packs it. With hiredis, its packer is
+    called directly: redis-py's wrapper first looks at every argument in Python (measured on an
+    append's 30 arguments: 9.7 us against 3.3 us). The store's arguments are str, bytes and int."""
+    if hiredis is not None and type(conn._command_packer) is _HIREDIS_PACKER:
+        try:
+            return [hiredis.pack_command(tuple(command))]
+        except TypeError as error:
+            raise DataError(str(error)) from error
+    return conn.pack_command(*command)  # type: ignore[no-any-return]
 
 
 def _retry_as_redis_py_would(retry: Any, error: Exception) -> None:

@@ -74,6 +74,7 @@ class StepDefinition(Generic[P, R]):
         self.queue = queue
         self.task_options = dict(task_options or {})
         self.signature = inspect.signature(fn)
+        self._positional_arity = _positional_arity(self.signature)
         #: The step's Celery task, set when the step is registered with a Durable app.
         self.task: Any = None
         #: Optional per-call routing: ``route(args, kwargs) -> queue name`` (None: the task's own).
@@ -96,10 +97,12 @@ class StepDefinition(Generic[P, R]):
     def defer(self, *args: P.args, **kwargs: P.kwargs) -> Pending:
         """Start the step inside a workflow and return a handle to wait on (``gather``...)."""
         ctx = require_context(f"{self.name}.defer()")
-        try:
-            self.signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"step {self.name!r} called with wrong arguments: {exc}") from None
+        arity = self._positional_arity
+        if kwargs or arity is None or not arity[0] <= len(args) <= arity[1]:
+            try:
+                self.signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(f"step {self.name!r} called with wrong arguments: {exc}") from None
         try:
             fingerprint, packed = ctx.host.fingerprint((args, _sorted(kwargs)), f"{self.name}(...)")
         except EncodingError:
@@ -127,6 +130,19 @@ class StepDefinition(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<durable step {self.name}>"
+
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _positional_arity(signature: inspect.Signature) -> tuple[int, int] | None:
+    """``(required, total)`` when every parameter may be passed by position (no ``*args``,
+    keyword-only or ``**kwargs``): then a call with only positional arguments binds exactly when
+    their number is in that range, and the step call skips ``Signature.bind`` (4-5 us a call)."""
+    params = signature.parameters.values()
+    if any(p.kind not in _POSITIONAL for p in params):
+        return None
+    return sum(p.default is inspect.Parameter.empty for p in params), len(params)
 
 
 def _sorted(kwargs: dict[str, Any]) -> dict[str, Any]:

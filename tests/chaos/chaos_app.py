@@ -60,27 +60,35 @@ def make_app(
         client.rpush(reports_key(prefix, step), json.dumps(record))
         return execution
 
+    # With ``ballast`` (bytes), a step also passes it on, turned by one byte: large inputs and
+    # outcomes, each step's own.
     @durable.step(name="chaos.before")
-    def before(x: int) -> int:
+    def before(x: int, ballast: bytes = b"") -> Any:
         report("before")
-        return x + 1
+        return (x + 1, turn(ballast)) if ballast else x + 1
 
     @durable.step(name="chaos.slow")
-    def slow(x: int) -> int:
+    def slow(x: int, ballast: bytes = b"") -> Any:
         if report("slow") == 1:
             time.sleep(SLOW_SECONDS)
-        return x * 2
+        return (x * 2, turn(ballast)) if ballast else x * 2
 
     @durable.step(name="chaos.after")
-    def after(x: int) -> int:
+    def after(x: int, ballast: bytes = b"") -> Any:
         report("after")
-        return x + 100
+        return (x + 100, turn(ballast)) if ballast else x + 100
 
     @durable.workflow(name="chaos.pipeline")
-    def pipeline(x: int) -> int:
-        return after(slow(before(x)))
+    def pipeline(x: int, ballast: bytes = b"") -> Any:
+        if not ballast:
+            return after(slow(before(x)))
+        return after(*slow(*before(x, ballast)))
 
     return app, durable, pipeline
+
+
+def turn(ballast: bytes) -> bytes:
+    return ballast[1:] + ballast[:1]
 
 
 def killed_key(prefix: str) -> str:

@@ -23,7 +23,9 @@ import redis
 from celery import Celery
 
 from durable_celery import Durable
+from durable_celery.codec import Place
 from durable_celery.replay.events import Event
+from durable_celery.store import keys
 
 from . import chaos_app
 from .workers import WorkerProcess
@@ -151,6 +153,10 @@ def gone(pid: int, within: float = 5.0) -> bool:
         time.sleep(0.01)
 
 
+def ev_place(run_id: str, event: Event) -> Place:
+    return Place(run_id, event.kind, event.cid)
+
+
 def assert_each_step_recorded_once(history: list[Event]) -> None:
     completed = [e for e in history if e.kind == "step_completed"]
     scheduled = [e for e in history if e.kind == "step_scheduled"]
@@ -178,6 +184,34 @@ def test_a_pool_child_killed_mid_step_is_replaced_and_the_step_runs_again(
     assert env.executions("slow") == len(reports) >= 2  # at least once: it ran again
     assert reports[0]["pid"] == child and all(r["pid"] != child for r in reports[1:])
     assert_each_step_recorded_once(env.durable.history(handle.run_id))
+
+
+@pytest.mark.parametrize("execution", ["dispatch", "inline"])
+def test_large_payloads_come_through_a_pool_child_killed_mid_step(
+    chaos: Callable[[str], Chaos], execution: str
+) -> None:
+    """Inputs and outcomes of 16 KiB, kept beside the log in Redis: the run completes with the
+    payload each step made, every one of them read back whole."""
+    env = chaos(execution)
+    worker = env.start_worker()
+    ballast = os.urandom(16 * 1024)
+    handle = env.pipeline.start(1, ballast)
+    os.kill(env.slow_step_pid(worker), signal.SIGKILL)
+
+    value, carried = env.result(handle, worker)
+    assert value == expected(1)
+    assert carried == chaos_app.turn(chaos_app.turn(chaos_app.turn(ballast)))
+    history = env.durable.history(handle.run_id)
+    assert_each_step_recorded_once(history)
+    completed = [e for e in history if e.kind == "step_completed"]
+    codec = env.durable.runtime.codec
+    outcomes = [codec.decode(e.payload, ev_place(handle.run_id, e)) for e in completed]
+    turned = ballast
+    for (_, made), name in zip(outcomes, ("before", "slow", "after"), strict=True):
+        turned = chaos_app.turn(turned)
+        assert made == turned, name
+    payloads = keys.run_keys(env.prefix, handle.run_id).payloads
+    assert env.redis.hlen(payloads) >= len(completed)  # the outcomes sit beside the log
 
 
 def test_a_whole_worker_killed_mid_step_is_recovered_by_a_new_worker(

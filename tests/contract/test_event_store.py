@@ -253,6 +253,19 @@ def test_fenced_outcomes_are_append_once_under_their_cid(store: EventStore) -> N
     assert not again.created and again.entry_id == ids[1]
 
 
+def test_a_batch_of_thousands_is_recorded_append_once(store: EventStore) -> None:
+    """More entries than one Lua call takes values: a gather of 2500 steps, then the same batch
+    again (a pass that lost its reply), which adds nothing."""
+    make_run(store)
+    assert store.acquire_lease("r1", "t", 10_000)
+    batch = [NewEvent(STEP_SCHEDULED, f"s{i}", {"name": "f", "h": "x"}) for i in range(2500)]
+    ids = store.append_fenced("r1", "t", batch)
+    assert len(set(ids)) == 2500
+    assert store.append_fenced("r1", "t", batch) == ids
+    assert store.outcome_id("r1", ">s2499") == ids[-1]
+    assert len(store.read_since("r1", None)) == 2501
+
+
 def test_racing_recorders_of_one_outcome_append_exactly_one_entry(store: EventStore) -> None:
     make_run(store)
     barrier = threading.Barrier(8)

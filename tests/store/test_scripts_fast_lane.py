@@ -147,6 +147,34 @@ def test_a_large_payload_goes_ahead_of_its_script_on_the_pinned_connection(
     assert in_use(client) == {pinned} and counter.script_calls == 0
 
 
+@pytest.mark.parametrize("with_hiredis", [True, False])
+def test_the_pinned_path_packs_as_redis_py_does(
+    make_client: Callable[..., redis.Redis],
+    key_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    with_hiredis: bool,
+) -> None:
+    if not with_hiredis:
+        monkeypatch.setattr(scripts_module, "hiredis", None)
+    elif scripts_module.hiredis is None:
+        pytest.skip("hiredis is not installed")
+    client = make_client()
+    store = RedisEventStore(client, key_prefix)
+    sent: list[Any] = []
+    conn = client.connection_pool.get_connection()
+    client.connection_pool.release(conn)
+    command = ("EVALSHA", "0" * 40, 2, "k1", "k2", "text", b"\x00bytes", 7, "")
+    packed = scripts_module._packed(conn, command)
+    assert b"".join(packed) == b"".join(conn.pack_command(*command))
+    with pytest.raises(redis.DataError):
+        scripts_module._packed(conn, ("EVALSHA", "0" * 40, 0, None))
+    monkeypatch.setattr(scripts_module, "_packed", lambda c, cmd: sent.append(cmd) or (
+        conn.pack_command(*cmd)))  # fmt: skip
+    start(store)
+    assert store.acquire_lease("r1", "t", 10_000)
+    assert sent and all(cmd[0] == "EVALSHA" for cmd in sent)
+
+
 def test_fakeredis_keeps_redis_py_script_objects(monkeypatch: pytest.MonkeyPatch) -> None:
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     store = RedisEventStore(client, "t")

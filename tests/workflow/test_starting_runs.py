@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import re
+from typing import Any
 
 import pytest
 
@@ -156,3 +158,55 @@ def test_a_step_argument_that_cannot_be_stored_fails_the_run_naming_the_paramete
     with pytest.raises(EncodingError, match=r"ship\(box=\.\.\.\): field '\[0\]' of type \S*Opaque"):
         env.result(handle)
     assert "step_scheduled" not in [e.kind for e in durable.history(handle.run_id)]
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda: 0,
+        lambda a: 0,
+        lambda a, b=1: 0,
+        lambda a, /, b, c=2: 0,
+        lambda *a: 0,
+        lambda a, *, k: 0,
+        lambda a, **k: 0,
+    ],
+)
+def test_a_positional_call_binds_exactly_when_the_arity_shortcut_says(fn: Any) -> None:
+    from durable_celery.workflow.step import _positional_arity
+
+    signature = inspect.signature(fn)
+    arity = _positional_arity(signature)
+    plain = all(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        for p in signature.parameters.values()
+    )
+    assert (arity is not None) == plain
+    for n in range(5):
+        try:
+            signature.bind(*range(n))
+        except TypeError:
+            binds = False
+        else:
+            binds = True
+        if arity is not None:
+            assert (arity[0] <= n <= arity[1]) == binds, n
+
+
+def test_a_step_with_defaults_refuses_too_many_or_too_few_positional_arguments(
+    durable: Durable,
+) -> None:
+    @durable.step
+    def ship(order_id: str, speed: str = "slow") -> str:
+        return f"{order_id}:{speed}"
+
+    @durable.workflow
+    def wf(n: int) -> str:
+        return ship(*["o-1", "fast", "extra"][:n])  # type: ignore[no-any-return]
+
+    env = LocalEnvironment(durable, step_execution="inline")
+    assert env.result(wf.start(1)) == "o-1:slow"
+    assert env.result(wf.start(2)) == "o-1:fast"
+    for n in (0, 3):
+        with pytest.raises(TypeError, match="called with wrong arguments"):
+            env.result(wf.start(n))

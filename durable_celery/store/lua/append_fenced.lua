@@ -25,7 +25,9 @@ local lease = redis.call('GET', KEYS[1])
 if not lease then return -1 end
 local sep = string.find(lease, ':', 1, true)
 if string.sub(lease, sep + 1) ~= ARGV[1] then return -1 end
-if redis.call('EXISTS', KEYS[3]) == 0 then return -2 end
+-- -2: no run; -1: a live run; > 0: a finished run's remaining retention (see below).
+local run_ttl = redis.call('PTTL', KEYS[3])
+if run_ttl == -2 then return -2 end
 local n = tonumber(ARGV[3])
 local m = tonumber(ARGV[8])
 for at = 9 + m, 8 + m + 7 * n, 7 do
@@ -44,13 +46,35 @@ if ARGV[5] ~= '' then
   others = redis.call('XRANGE', KEYS[2], start, '+')
 end
 
+-- The batch's append-once keys are looked up in one HMGET, and what it records goes into the
+-- outcomes hash in one HSET after the loop (a key twice in the batch is found the second time,
+-- as it would be in the hash); in chunks, as Lua's unpack takes a few thousand values at most.
+local function chunked(command, key, items)
+  local replies = {}
+  for s = 1, #items, 1000 do
+    local reply = redis.call(command, key, unpack(items, s, math.min(s + 999, #items)))
+    if type(reply) == 'table' then
+      for _, value in ipairs(reply) do replies[#replies + 1] = value end
+    end
+  end
+  return replies
+end
+local wanted = {}
+for at = 14 + m, 13 + m + 7 * n, 7 do
+  if ARGV[at] ~= '' then wanted[#wanted + 1] = ARGV[at] end
+end
+local found = {}
+for j, value in ipairs(chunked('HMGET', KEYS[4], wanted)) do
+  if value then found[wanted[j]] = value end
+end
+
 local ids = {}
+local recorded = {}
 local last_new = nil
 local i = 9 + m
 for e = 1, n do
   local okey = ARGV[i + 5]
-  local existing = false
-  if okey ~= '' then existing = redis.call('HGET', KEYS[4], okey) end
+  local existing = okey ~= '' and found[okey]
   if existing then
     ids[e] = existing
   else
@@ -61,13 +85,21 @@ for e = 1, n do
     end
     local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
     -- Recorded in the same script as the append: a second outcome for the key cannot slip in.
-    if okey ~= '' then redis.call('HSET', KEYS[4], okey, id) end
-    if ARGV[i + 6] ~= '' then redis.call('HSET', KEYS[4], '=' .. ARGV[i + 1], ARGV[i + 6]) end
+    if okey ~= '' then
+      found[okey] = id
+      recorded[#recorded + 1] = okey
+      recorded[#recorded + 1] = id
+    end
+    if ARGV[i + 6] ~= '' then
+      recorded[#recorded + 1] = '=' .. ARGV[i + 1]
+      recorded[#recorded + 1] = ARGV[i + 6]
+    end
     ids[e] = id
     last_new = id
   end
   i = i + 7
 end
+chunked('HSET', KEYS[4], recorded)
 
 for j = i, #ARGV do
   redis.call('SADD', KEYS[5], ARGV[j])
@@ -122,10 +154,7 @@ end
 -- has one (finished earlier) passes it on to keys created since (a new outbox), so nothing of
 -- the run outlives it. The lease keeps its own ttl when that is shorter.
 local keep = tonumber(ARGV[4])
-if not keep then
-  local left = redis.call('PTTL', KEYS[3])
-  if left > 0 then keep = left end
-end
+if not keep and run_ttl > 0 then keep = run_ttl end
 if keep then
   for k = 2, #KEYS do redis.call('PEXPIRE', KEYS[k], keep) end
   local left = redis.call('PTTL', KEYS[1])
