@@ -125,9 +125,10 @@ def own_entries(
     floor = _id_key(last_seen) if last_seen else (0, -1)
     own: list[Event] = []
     for event, entry_id in zip(events, ids, strict=True):
-        if _id_key(entry_id) > floor:
+        key = _id_key(entry_id)
+        if key > floor:
             own.append(Event(entry_id, event.kind, event.cid, _as_read(event.meta), event.payload))
-            floor = _id_key(entry_id)
+            floor = key
     return own
 
 
