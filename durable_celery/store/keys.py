@@ -89,6 +89,20 @@ class RunKeys:
     early: str
     payloads: str
 
+    def fenced(self) -> list[str]:
+        """KEYS of the scripts that write under the run's lease: append_fenced, record_ahead."""
+        return [
+            self.lease,
+            self.log,
+            self.meta,
+            self.outcomes,
+            self.outbox,
+            self.wake,
+            self.waitfor,
+            self.early,
+            self.payloads,
+        ]
+
     def all(self) -> tuple[str, ...]:
         return (
             self.log,

@@ -382,17 +382,7 @@ class RedisEventStore(RedisExternalEvents):
             args += [*payloads.args(event), outcome_key(event), call_identity(event)]
         args += outbox
         reply = self._scripts.append_fenced(
-            keys=[
-                k.lease,
-                k.log,
-                k.meta,
-                k.outcomes,
-                k.outbox,
-                k.wake,
-                k.waitfor,
-                k.early,
-                k.payloads,
-            ],
+            keys=k.fenced(),
             args=args,
             before=payloads.write(k.payloads),
         )
@@ -499,17 +489,7 @@ class RedisEventStore(RedisExternalEvents):
             new = _new(event)
             args += [event.entry_id, *payloads.args(new), call_identity(new)]
         reply = self._scripts.record_ahead(
-            keys=[
-                k.lease,
-                k.log,
-                k.meta,
-                k.outcomes,
-                k.outbox,
-                k.wake,
-                k.waitfor,
-                k.early,
-                k.payloads,
-            ],
+            keys=k.fenced(),
             args=args,
             before=payloads.write(k.payloads),
         )
