@@ -77,7 +77,7 @@ class Codec:
     def seal(self, packed: bytes, place: Place, *, source: str = "value") -> bytes:
         """The stored form of bytes :meth:`pack` made: what :meth:`encode` does after packing.
         ``source``: where such payloads come from (``codec.compression.Compressor``)."""
-        body, compressed = self._compressor.compress(packed, f"{place.kind}:{source}")
+        body, compressed = self._compressor.compress(packed, place.kind, source)
         return seal(body, place, self._keyring, compressed=compressed)
 
     def decode(self, blob: bytes, place: Place) -> Any:

@@ -46,22 +46,23 @@ class Compressor:
 
     def __init__(self, threshold: int) -> None:
         self.threshold = threshold
-        self._skips: dict[str, int] = {}
+        self._skips: dict[tuple[str, str], int] = {}
 
-    def compress(self, data: bytes, source: str = "") -> tuple[bytes, bool]:
-        """``(bytes to store, whether they are compressed)``; ``source`` names where ``data``
-        comes from (e.g. ``"result of step charge"``)."""
+    def compress(self, data: bytes, kind: str = "", source: str = "") -> tuple[bytes, bool]:
+        """``(bytes to store, whether they are compressed)``; ``kind`` and ``source`` name where
+        ``data`` comes from (e.g. ``"step_completed"``, ``"result of step charge"``)."""
         if len(data) < self.threshold:
-            return data, False
-        skips = self._skips.get(source, 0)
+            return data, False  # most payloads: no source looked up
+        key = (kind, source)
+        skips = self._skips.get(key, 0)
         if skips:
-            self._skips[source] = skips - 1
+            self._skips[key] = skips - 1
             return data, False
         body, compressed = compress(data, self.threshold)
         if not compressed:
             if len(self._skips) >= _SOURCES:
                 self._skips.clear()
-            self._skips[source] = _SKIP
+            self._skips[key] = _SKIP
         return body, compressed
 
 
