@@ -183,6 +183,14 @@ class EventCache:
             events = self._runs.get(run_id)
             return events[-1].entry_id if events else None
 
+    def tail(self, run_id: str) -> tuple[str | None, int | None]:
+        """``(last id, number of entries)`` of the run's cached log, ``(None, None)`` when none
+        is cached. The cache holds a run's log from its first entry, so the number is how many
+        entries the log holds up to that id (the store may skip a read on it)."""
+        with self._lock:
+            events = self._runs.get(run_id)
+            return (events[-1].entry_id, len(events)) if events else (None, None)
+
     def __contains__(self, run_id: str) -> bool:
         return run_id in self._runs
 

@@ -275,10 +275,10 @@ class PassHost(AheadHost):
             return new
         if self.ahead is not None:
             return self._record_ahead(events, waitfor)
-        after = rt.events.last_id(self.run_id)
+        after, known = rt.events.tail(self.run_id)
         with rt.clock(self.stats, "append_ms"):
             _, new, self.finished = rt.store.append_and_finish(
-                self.run_id, self.token, events, after_id=after, waitfor=waitfor
+                self.run_id, self.token, events, after_id=after, known=known, waitfor=waitfor
             )
         self.stats.appends += 1
         self._caught_up = True
@@ -347,10 +347,10 @@ class PassHost(AheadHost):
         including entries others appended meanwhile."""
         self.begin()  # steps too large to send first: the outcome gone ahead with goes first
         rt = self.runtime
-        after = rt.events.last_id(self.run_id)
+        after, known = rt.events.tail(self.run_id)
         with rt.clock(self.stats, "append_ms"):
             ids, new = rt.store.append_fenced_and_read(
-                self.run_id, self.token, events, after_id=after, outbox=outbox
+                self.run_id, self.token, events, after_id=after, known=known, outbox=outbox
             )
         self.stats.appends += 1
         if not rt.events.absorb(self.run_id, after, new):

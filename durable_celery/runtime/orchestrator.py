@@ -299,11 +299,17 @@ class Orchestrator:
         """Append a status entry and take it into the event cache in the same round trip, so
         finishing the pass needs no further read."""
         rt = self.rt
-        after = rt.events.last_id(run_id)
+        after, known = rt.events.tail(run_id)
         retention = self._retention_ms if status in ("completed", "failed", "cancelled") else None
         with rt.clock(stats, "append_ms"):
             _, new = rt.store.append_fenced_and_read(
-                run_id, token, [event], after_id=after, status=status, retention_ms=retention
+                run_id,
+                token,
+                [event],
+                after_id=after,
+                known=known,
+                status=status,
+                retention_ms=retention,
             )
         rt.events.absorb(run_id, after, new)
 

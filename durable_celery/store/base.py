@@ -193,13 +193,19 @@ class EventStore(Protocol):
         events: Sequence[NewEvent],
         *,
         after_id: str | None,
+        known: int | None = None,
         status: str | None = None,
         outbox: Sequence[str] = (),
         retention_ms: int | None = None,
     ) -> tuple[list[str], list[Event]]:
         """:meth:`append_fenced`, then every entry after ``after_id`` (all when None): the ones
         just appended and any others appended meanwhile, in stream order. One atomic step (one
-        round trip on Redis); LeaseLost/RunNotFound as :meth:`append_fenced`, nothing read."""
+        round trip on Redis); LeaseLost/RunNotFound as :meth:`append_fenced`, nothing read.
+
+        ``known``: how many entries the log holds up to ``after_id``, when the caller has read
+        them all (None: not known). A log only grows, so when it still holds that many, nobody
+        else appended and the store need not read (Redis: an XLEN instead of an XRANGE). A
+        wrong count would hide others' entries; the memory store refuses one (ValueError)."""
 
     def append_and_finish(
         self,
@@ -208,11 +214,13 @@ class EventStore(Protocol):
         events: Sequence[NewEvent],
         *,
         after_id: str | None,
+        known: int | None = None,
         waitfor: WaitFor | None,
     ) -> tuple[list[str], list[Event], bool]:
-        """:meth:`append_fenced_and_read`, then, in the same atomic step, :meth:`finish_pass`
-        with ``waitfor`` when nothing but this batch arrived after ``after_id``. Returns the ids,
-        the entries read, and whether the pass was finished (the lease is then released)."""
+        """:meth:`append_fenced_and_read` (``known`` as there), then, in the same atomic step,
+        :meth:`finish_pass` with ``waitfor`` when nothing but this batch arrived after
+        ``after_id``. Returns the ids, the entries read, and whether the pass was finished (the
+        lease is then released)."""
 
     def record_outcome(
         self,

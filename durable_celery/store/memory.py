@@ -162,6 +162,19 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
             start = bisect.bisect_right(run.ids, _parse_id(after_id))
         return [self._event(run, i) for i in range(start, len(run.ids))]
 
+    def _check_known(self, run_id: str, after_id: str | None, known: int | None) -> None:
+        """Refuse a ``known`` that is not the number of entries up to ``after_id``: the Redis
+        store would skip its read on it (see :meth:`EventStore.append_fenced_and_read`)."""
+        run = self._live(run_id)
+        if known is None or after_id is None or run is None:
+            return
+        held = bisect.bisect_right(run.ids, _parse_id(after_id))
+        if known != held:
+            raise ValueError(
+                f"known={known} but the log of run {run_id} holds {held} entries up to "
+                f"{after_id}: pass the number of entries read, or None"
+            )
+
     # -- runs -------------------------------------------------------------------------------------
     def create_run(
         self, run_id: str, workflow: str, started: NewEvent, extra: dict[str, str]
@@ -269,6 +282,7 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
         events: Sequence[NewEvent],
         *,
         after_id: str | None,
+        known: int | None = None,
         status: str | None = None,
         outbox: Sequence[str] = (),
         retention_ms: int | None = None,
@@ -279,6 +293,7 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
             check_entry_id(after_id)
         fields = [_fields(e) for e in events]
         with self._cond:
+            self._check_known(run_id, after_id, known)
             ids = self._append(run_id, token, fields, status, outbox, retention)
             return ids, self._after(run_id, after_id)
 
@@ -289,6 +304,7 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
         events: Sequence[NewEvent],
         *,
         after_id: str | None,
+        known: int | None = None,
         waitfor: WaitFor | None,
     ) -> tuple[list[str], list[Event], bool]:
         keys.validate_run_id(run_id)
@@ -296,6 +312,7 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
             check_entry_id(after_id)
         fields = [_fields(e) for e in events]
         with self._cond:
+            self._check_known(run_id, after_id, known)
             before = self._after(run_id, after_id)  # others' entries, read before the batch
             ids = self._append(run_id, token, fields, None, (), None)
             entries = self._after(run_id, after_id)

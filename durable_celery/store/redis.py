@@ -319,12 +319,13 @@ class RedisEventStore(RedisExternalEvents):
         events: Sequence[NewEvent],
         *,
         after_id: str | None,
+        known: int | None = None,
         status: str | None = None,
         outbox: Sequence[str] = (),
         retention_ms: int | None = None,
     ) -> tuple[list[str], list[Event]]:
         ids, entries, _ = self._append_read(
-            run_id, token, events, after_id, status, outbox, retention_ms, None
+            run_id, token, events, after_id, known, status, outbox, retention_ms, None
         )
         return ids, entries
 
@@ -335,10 +336,11 @@ class RedisEventStore(RedisExternalEvents):
         events: Sequence[NewEvent],
         *,
         after_id: str | None,
+        known: int | None = None,
         waitfor: WaitFor | None,
     ) -> tuple[list[str], list[Event], bool]:
         finish = ("-", 0, ()) if waitfor is None else (waitfor.mode, waitfor.missing, waitfor.cids)
-        return self._append_read(run_id, token, events, after_id, None, (), None, finish)
+        return self._append_read(run_id, token, events, after_id, known, None, (), None, finish)
 
     def _append_read(
         self,
@@ -346,6 +348,7 @@ class RedisEventStore(RedisExternalEvents):
         token: str,
         events: Sequence[NewEvent],
         after_id: str | None,
+        known: int | None,
         status: str | None,
         outbox: Sequence[str],
         retention_ms: int | None,
@@ -353,7 +356,7 @@ class RedisEventStore(RedisExternalEvents):
     ) -> tuple[list[str], list[Event], bool]:
         read_after = "-" if after_id is None else check_entry_id(after_id)
         ids, others, promoted, finished = self._append(
-            run_id, token, events, status, outbox, retention_ms, read_after, finish
+            run_id, token, events, status, outbox, retention_ms, read_after, finish, known
         )
         texts = [_text(i) for i in ids]
         entries = self._events(run_id, ((i, _pairs(f)) for i, f in others))
@@ -371,12 +374,13 @@ class RedisEventStore(RedisExternalEvents):
         retention_ms: int | None,
         read_after: str,
         finish: tuple[str, int, Sequence[str]] | None = None,
+        known: int | None = None,
     ) -> Any:
         k = self._keys(run_id)
         retention = retention_for(status, retention_ms)
         mode, missing, cids = finish if finish is not None else ("", 0, ())
         args: list[Any] = [token, status or "", len(events), retention or "", read_after]
-        args += [mode, int(missing), len(cids), *cids]
+        args += [mode, int(missing), "" if known is None else int(known), len(cids), *cids]
         payloads = _Payloads(self._large)
         for event in events:
             args += [*payloads.args(event), outcome_key(event), call_identity(event)]

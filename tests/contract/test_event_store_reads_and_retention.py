@@ -12,6 +12,7 @@ from durable_celery.replay.events import (
     MARKER,
     RUN_COMPLETED,
     RUN_STARTED,
+    SIGNAL_RECEIVED,
     STEP_COMPLETED,
     STEP_SCHEDULED,
     NewEvent,
@@ -61,6 +62,34 @@ def test_append_and_read_returns_the_new_ids_and_everything_since_the_last_read(
     assert [e.entry_id for e in seen2] == [late.entry_id, *ids2]
     assert seen2 == store.read_since("r1", seen[-1].entry_id)
     assert store.append_fenced_and_read("r1", "t", [], after_id=ids2[0]) == ([], [])
+
+
+def test_append_and_read_told_how_many_entries_were_read_returns_others_all_the_same(
+    store: EventStore,
+) -> None:
+    make_run(store)
+    assert store.acquire_lease("r1", "t", 10_000)
+    read = store.read_since("r1", None)
+    ids, seen = store.append_fenced_and_read(
+        "r1", "t", [NewEvent(MARKER, "m1")], after_id=read[-1].entry_id, known=len(read)
+    )
+    assert [e.entry_id for e in seen] == ids  # nobody else appended: its own entry only
+    late = store.record_outcome("r1", "s1", NewEvent(STEP_COMPLETED, "s1", {}, b"ok"))
+    ids2, seen2 = store.append_fenced_and_read(
+        "r1", "t", [NewEvent(MARKER, "m2")], after_id=ids[0], known=len(read) + 1
+    )
+    assert [e.entry_id for e in seen2] == [late.entry_id, *ids2]
+    assert seen2 == store.read_since("r1", ids[0])
+    signal = store.record_outcome("r1", "x1", NewEvent(SIGNAL_RECEIVED, "x1", {}))
+    ids3, seen3, finished = store.append_and_finish(
+        "r1", "t", [NewEvent(MARKER, "m3")], after_id=ids2[0], known=len(read) + 3, waitfor=None
+    )
+    assert not finished  # the signal came in meanwhile: the pass goes on
+    assert [e.entry_id for e in seen3] == [signal.entry_id, *ids3]
+    _, seen4, finished = store.append_and_finish(
+        "r1", "t", [NewEvent(MARKER, "m4")], after_id=ids3[0], known=len(read) + 5, waitfor=None
+    )
+    assert finished and [e.cid for e in seen4] == ["m4"]
 
 
 def test_append_and_read_keeps_outcomes_append_once(store: EventStore) -> None:

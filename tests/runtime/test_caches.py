@@ -328,6 +328,18 @@ def test_the_event_cache_reads_only_entries_after_the_last_one_it_holds() -> Non
     assert reads.calls == [("r", None, 1), ("r", ids[0], 2), ("r", ids[2], 0)]
 
 
+def test_the_event_cache_tells_its_last_id_and_how_many_entries_it_holds() -> None:
+    store = MemoryEventStore()
+    store.create_run("r", "wf", started(), {})
+    cache = EventCache(store.read_since, max_runs=10)
+    assert cache.tail("r") == (None, None)
+    cache.refresh("r")
+    store.record_outcome("r", "k1", NewEvent(ev.MARKER, "m1"), wake=False)
+    history, _ = cache.refresh("r")
+    assert cache.tail("r") == (history[-1].entry_id, 2)
+    assert cache.tail("r") == (cache.last_id("r"), len(store.read_since("r", None)))
+
+
 def test_the_event_cache_keeps_a_bounded_number_of_runs() -> None:
     store = MemoryEventStore()
     for run_id in ("a", "b", "c"):

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from durable_celery.replay.events import RUN_COMPLETED, RUN_STARTED, STEP_COMPLETED, NewEvent
+import pytest
+
+from durable_celery.replay.events import (
+    MARKER,
+    RUN_COMPLETED,
+    RUN_STARTED,
+    STEP_COMPLETED,
+    NewEvent,
+)
 from durable_celery.store import MemoryEventStore
 
 
@@ -70,3 +78,28 @@ def test_buffered_events_and_dedupe_ids_expire_on_the_clock_it_was_given() -> No
     assert store.claim_buffered_event("k", "o") == b"long"
     assert store.settle_buffered_event("k", "o")
     assert store.claim_buffered_event("k", "o") is None
+
+
+def test_a_wrong_count_of_entries_read_is_refused_before_anything_is_written() -> None:
+    """The Redis store would skip its read on the count (see ``known``): here, where every
+    fast test runs, a caller that miscounts fails loudly instead of missing entries."""
+    store = MemoryEventStore()
+    assert store.create_run("r1", "wf", NewEvent(RUN_STARTED), {})
+    store.record_outcome("r1", "s1", NewEvent(STEP_COMPLETED, "s1"))
+    before = store.read_since("r1", None)
+    assert store.acquire_lease("r1", "t", 10_000)
+    for known in (1, 3):
+        with pytest.raises(ValueError, match=f"known={known} but the log of run r1 holds 2"):
+            store.append_fenced_and_read(
+                "r1", "t", [NewEvent(MARKER)], after_id=before[-1].entry_id, known=known
+            )
+        with pytest.raises(ValueError, match="holds 2 entries up to"):
+            store.append_and_finish(
+                "r1", "t", [NewEvent(MARKER)], after_id=before[-1].entry_id, known=known,
+                waitfor=None,
+            )  # fmt: skip
+    assert store.read_since("r1", None) == before
+    _, seen = store.append_fenced_and_read(
+        "r1", "t", [NewEvent(MARKER, "m")], after_id=before[0].entry_id, known=1
+    )
+    assert [e.cid for e in seen] == ["s1", "m"]

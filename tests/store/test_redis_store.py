@@ -336,6 +336,30 @@ def test_the_outcome_a_worker_recorded_itself_is_not_read_back(
     assert redis_store.read_since("r1", after)[0].payload == large + b"2"
 
 
+def test_an_append_told_the_log_length_it_read_skips_reading_the_log(
+    redis_store: RedisEventStore,
+) -> None:
+    """``known`` is trusted: when the log holds that many entries, the script does not read it
+    (an XLEN, where an empty XRANGE costs Redis several times more). Shown with a count that
+    lies: it hides an entry the true count returns."""
+    start(redis_store)
+    assert redis_store.acquire_lease("r1", "t", 10_000)
+    first = redis_store.read_since("r1", None)[0].entry_id
+    redis_store.record_outcome("r1", "s1", NewEvent(STEP_COMPLETED, "s1"))
+    _, seen = redis_store.append_fenced_and_read(
+        "r1", "t", [NewEvent(STEP_SCHEDULED, "s2")], after_id=first, known=1
+    )
+    assert [e.cid for e in seen] == ["s1", "s2"]  # the true count: read
+    _, seen = redis_store.append_fenced_and_read(
+        "r1", "t", [NewEvent(STEP_SCHEDULED, "s3")], after_id=first, known=3
+    )
+    assert [e.cid for e in seen] == ["s3"]  # 3 entries, as told: s1 and s2 not read again
+    _, seen = redis_store.append_fenced_and_read(
+        "r1", "t", [NewEvent(STEP_SCHEDULED, "s4")], after_id=first, known=None
+    )
+    assert [e.cid for e in seen] == ["s1", "s2", "s3", "s4"]  # not told: read
+
+
 def test_a_script_refuses_a_payload_reference_that_is_not_there(
     redis_store: RedisEventStore,
 ) -> None:
@@ -353,7 +377,7 @@ def test_a_script_refuses_a_payload_reference_that_is_not_there(
         redis_store._scripts.append_fenced(
             keys=[k.lease, k.log, k.meta, k.outcomes, k.outbox, k.wake, k.waitfor, k.early,
                   k.payloads],
-            args=["t", "", 1, "", "", "", 0, 0, *event_args(event, "nope"), "s1", ""],
+            args=["t", "", 1, "", "", "", 0, "", 0, *event_args(event, "nope"), "s1", ""],
         )  # fmt: skip
     assert raw_fields(redis_store) == before
     assert redis_store.outcome_id("r1", "s1") is None

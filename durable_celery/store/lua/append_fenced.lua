@@ -7,8 +7,10 @@
 -- ARGV[5] read after: "" = do not read, "-" = read the whole log, else an entry id
 -- ARGV[6] finish the pass when nothing else arrived: "" = no, "-" = yes (any outcome wakes the
 --   run), "all" / "any" = yes, waking only for the listed outcomes (see finish_pass)
--- ARGV[7] for "all": how many of them are still missing  ARGV[8] m, how many cids follow
--- ARGV[9 .. 8+m] the cids the suspended workflow waits on
+-- ARGV[7] for "all": how many of them are still missing
+-- ARGV[8] how many entries the log holds up to ARGV[5], as the caller read them ("" unknown):
+--   when the log still holds that many, nobody else appended and the read is skipped
+-- ARGV[9] m, how many cids follow  ARGV[10 .. 9+m] the cids the suspended workflow waits on
 -- then per event (7 slots): kind, cid, packed meta, the payload's field ("" none, "p" the
 --   payload, "b" the reference of a payload in KEYS[9]), payload or reference, outcome key
 --   (outcome key "" = not append-once; ">cid" for a step_scheduled entry), and for a
@@ -29,8 +31,8 @@ if string.sub(lease, sep + 1) ~= ARGV[1] then return -1 end
 local run_ttl = redis.call('PTTL', KEYS[3])
 if run_ttl == -2 then return -2 end
 local n = tonumber(ARGV[3])
-local m = tonumber(ARGV[8])
-for at = 9 + m, 8 + m + 7 * n, 7 do
+local m = tonumber(ARGV[9])
+for at = 10 + m, 9 + m + 7 * n, 7 do
   if ARGV[at + 3] == 'b' and redis.call('HEXISTS', KEYS[9], ARGV[at + 4]) == 0 then
     return redis.error_reply('durable: payload ' .. ARGV[at + 4] .. ' is not in ' .. KEYS[9])
   end
@@ -39,11 +41,17 @@ redis.call('PEXPIRE', KEYS[1], string.sub(lease, 1, sep - 1))
 
 -- Entries others appended after what the caller has read. Read before this batch is added:
 -- the caller knows its own entries (it sent them), so only theirs cross the wire.
+-- The log only ever grows (entries are never deleted from it), so when it holds as many entries
+-- as the caller has read, nothing came after them: XLEN costs a fraction of an empty XRANGE.
 local others = nil
 if ARGV[5] ~= '' then
-  local start = '-'
-  if ARGV[5] ~= '-' then start = '(' .. ARGV[5] end
-  others = redis.call('XRANGE', KEYS[2], start, '+')
+  if ARGV[5] ~= '-' and ARGV[8] ~= '' and redis.call('XLEN', KEYS[2]) == tonumber(ARGV[8]) then
+    others = {}
+  else
+    local start = '-'
+    if ARGV[5] ~= '-' then start = '(' .. ARGV[5] end
+    others = redis.call('XRANGE', KEYS[2], start, '+')
+  end
 end
 
 -- The batch's append-once keys are looked up in one HMGET, and what it records goes into the
@@ -60,7 +68,7 @@ local function chunked(command, key, items)
   return replies
 end
 local wanted = {}
-for at = 14 + m, 13 + m + 7 * n, 7 do
+for at = 15 + m, 14 + m + 7 * n, 7 do
   if ARGV[at] ~= '' then wanted[#wanted + 1] = ARGV[at] end
 end
 local found = {}
@@ -71,7 +79,7 @@ end
 local ids = {}
 local recorded = {}
 local last_new = nil
-local i = 9 + m
+local i = 10 + m
 for e = 1, n do
   local okey = ARGV[i + 5]
   local existing = okey ~= '' and found[okey]
@@ -170,7 +178,7 @@ if ARGV[6] ~= '' and #others == 0 and #promoted == 0 then
   redis.call('DEL', KEYS[5], KEYS[6], KEYS[1], KEYS[7])
   if ARGV[6] ~= '-' then
     local fields = {'mode', ARGV[6], 'n', ARGV[7]}
-    for j = 9, 8 + m do
+    for j = 10, 9 + m do
       fields[#fields + 1] = 'c:' .. ARGV[j]
       fields[#fields + 1] = '1'
     end
