@@ -15,6 +15,7 @@ by a fresh ``Packer``: one ``Packer`` cannot be re-entered from its own ``defaul
 
 from __future__ import annotations
 
+import functools
 import struct
 import uuid
 from collections.abc import Callable
@@ -38,6 +39,7 @@ __all__ = ["ExtensionTypes", "Unstorable"]
 (DECIMAL, UUID, ENUM, COMPLEX, EXCEPTION, USER) = range(9, 15)
 
 _COMPLEX = struct.Struct(">dd")
+_new_ext = functools.partial(tuple.__new__, ExtType)
 _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
 
 
@@ -138,7 +140,9 @@ class ExtensionTypes:
         raise Unstorable()
 
     def _tuple(self, value: tuple[Any, ...]) -> ExtType:
-        return ExtType(TUPLE, self.pack(list(value)))
+        # Every step call packs its arguments as tuples: ExtType's own constructor checks its
+        # two fields in Python, which this code and type need not (measured: 0.4 us a tuple).
+        return _new_ext((TUPLE, self.pack(list(value))))
 
     def _set(self, value: set[Any]) -> ExtType:
         return ExtType(SET, self._sorted_members(value))

@@ -87,8 +87,9 @@ class HydrationCache:
             self.misses += 1
         value = decode()
         if is_immutable(value):
-            size = _size(value) + 64  # key and bookkeeping overhead
-            if _size(value) <= self.max_item_bytes and size <= self.max_bytes:
+            item = _size(value)
+            size = item + 64  # key and bookkeeping overhead
+            if item <= self.max_item_bytes and size <= self.max_bytes:
                 self._store(key, value, size)
         return value
 

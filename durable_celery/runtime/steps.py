@@ -23,7 +23,7 @@ from ..workflow.step import StepDefinition, StepInfo, _current_step
 __all__ = ["AttemptResult", "run_attempt", "retry_key"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # made once per attempt, read once: not frozen, which costs 0.3 us
 class AttemptResult:
     """``outcome`` settles the step (completed/failed); otherwise ``retrying`` + ``delay``."""
 

@@ -157,9 +157,10 @@ _SCALARS = (str, int, float, bool, type(None))
 def _as_read(meta: Mapping[str, Any]) -> dict[str, Any]:
     """``meta`` as a read would return it. Scalars come back as themselves, so a copy will do;
     anything else (a tuple comes back as a list) takes the msgpack round trip."""
-    if all(type(v) in _SCALARS for v in meta.values()):
-        return dict(meta)
-    return msgpack.unpackb(pack_meta(meta), raw=False, strict_map_key=False)  # type: ignore[no-any-return]
+    for value in meta.values():
+        if type(value) not in _SCALARS:
+            return msgpack.unpackb(pack_meta(meta), raw=False, strict_map_key=False)  # type: ignore[no-any-return]
+    return dict(meta)
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:

@@ -359,10 +359,13 @@ class RedisEventStore(RedisExternalEvents):
             run_id, token, events, status, outbox, retention_ms, read_after, finish, known
         )
         texts = [_text(i) for i in ids]
-        entries = self._events(run_id, ((i, _pairs(f)) for i, f in others))
-        own = own_entries(events, texts, entries[-1].entry_id if entries else after_id)
-        late = self._events(run_id, ((i, _pairs(f)) for i, f in promoted))
-        return texts, entries + own + late, finished == 1
+        # Entries others appended and early outcomes promoted are rare: most appends read back
+        # only their own entries, rebuilt from what they sent.
+        read = self._events(run_id, ((i, _pairs(f)) for i, f in others)) if others else []
+        read += own_entries(events, texts, read[-1].entry_id if read else after_id)
+        if promoted:
+            read += self._events(run_id, ((i, _pairs(f)) for i, f in promoted))
+        return texts, read, finished == 1
 
     def _append(
         self,

@@ -31,6 +31,16 @@ def test_a_new_hash_is_sha256_marked_as_such() -> None:
     assert Codec().fingerprint_packed(((42,), {})) == (argument_hash(packed), packed)
 
 
+def test_the_bytes_and_hash_of_a_call_never_change() -> None:
+    """Recorded runs are replayed by later versions: a call packed differently would no longer
+    match its recorded hash, and every run in flight would fail as nondeterministic."""
+    args = ((42, "a", (1, (2,)), [3]), {"k": (None,)})
+    assert Codec().fingerprint_packed(args) == (
+        "sd3595cfe98e0677a",
+        bytes.fromhex("c71a0192c70f01942aa161c706019201d5019102910381a16bd50191c0"),
+    )
+
+
 @given(st.binary(), st.binary())
 def test_a_hash_matches_only_its_arguments_either_way(a: bytes, b: bytes) -> None:
     assert same_arguments(argument_hash(a), a, argument_hash(a))
