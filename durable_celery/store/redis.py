@@ -389,7 +389,7 @@ class RedisEventStore(RedisExternalEvents):
             args += [*payloads.args(event), outcome_key(event), call_identity(event)]
         args += outbox
         reply = self._scripts.append_fenced(
-            keys=k.fenced(),
+            keys=k.fenced,
             args=args,
             before=payloads.write(k.payloads),
         )
@@ -496,7 +496,7 @@ class RedisEventStore(RedisExternalEvents):
             new = _new(event)
             args += [event.entry_id, *payloads.args(new), call_identity(new)]
         reply = self._scripts.record_ahead(
-            keys=k.fenced(),
+            keys=k.fenced,
             args=args,
             before=payloads.write(k.payloads),
         )
