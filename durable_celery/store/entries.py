@@ -67,7 +67,8 @@ def encode_fields(event: NewEvent) -> dict[str, bytes]:
 def outcome_key(event: NewEvent) -> str:
     """The append-once key of an event appended by the orchestrator: its cid, for outcomes;
     ``>cid`` for a step's scheduling, which also tells a step sent before its scheduling was
-    recorded whether it is in yet (see ``record_outcome``)."""
+    recorded whether it is in yet (see ``record_outcome``). A scheduling settled in the same
+    append (an inline step) is not kept under ``>cid``: its outcome key answers for it."""
     if not event.cid:
         return ""
     if event.kind in OUTCOME_KINDS:

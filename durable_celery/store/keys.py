@@ -9,7 +9,10 @@ Layout for prefix ``durable`` and run ``r1``::
 
     durable:{r1}:log       stream   the run's event log (never trimmed)
     durable:{r1}:meta      hash     workflow, status, created_ms, updated_ms + extra fields
-    durable:{r1}:outcomes  hash     append-once key -> entry id
+    durable:{r1}:outcomes  hash     append-once keys: "<cid>" -> the outcome's entry id; for a step
+                                    not settled in the append that scheduled it, also ">cid" ->
+                                    its step_scheduled entry id, "=cid" -> the call sent as cid;
+                                    "#table" keeps it a hash table (see create_run.lua)
     durable:{r1}:lease     string   "<ttl_ms>:<token>" of the orchestrator holding the run (PX ttl)
     durable:{r1}:wake      string   set while a pass is queued or running
     durable:{r1}:outbox    set      step task descriptors to (re)send until the pass finishes

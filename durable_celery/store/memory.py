@@ -86,6 +86,20 @@ class _Run:
         self.meta["updated_ms"] = str(new[0])
         return entry_id
 
+    def scheduled_with(self, outcome_id: str | None, kind: bytes, cid: str) -> str | None:
+        """The id of the entry right before ``outcome_id`` when it schedules ``cid`` (what
+        append_fenced.lua's ``scheduled_with`` finds)."""
+        if outcome_id is None:
+            return None
+        at = bisect.bisect_left(self.ids, _parse_id(outcome_id))
+        if at == 0:
+            return None
+        before = self.entries[at - 1]
+        if before.get("k") != kind or before.get("c") != cid.encode():
+            return None
+        ms, seq = self.ids[at - 1]
+        return f"{ms}-{seq}"
+
     def append(self, fields: dict[str, bytes], now: int) -> str:
         # Like XADD *: the wall clock in ms, but never going back within one stream.
         last_ms, last_seq = self.ids[-1] if self.ids else (0, -1)
@@ -340,8 +354,14 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
         lease.expires = time.monotonic() + lease.ttl_ms / 1000
         ids: list[str] = []
         appended = False
+        held: list[tuple[str, str]] = []  # (cid, key): a step's scheduled key and identity
+        settled: set[str] = set()
+        settles = {okey for entry, okey, _ in fields if okey and okey == entry["c"].decode()}
         for entry, okey, identity in fields:
+            cid = entry["c"].decode()
             existing = run.outcomes.get(okey) if okey else None
+            if existing is None and okey and okey != cid and cid in settles:
+                existing = run.scheduled_with(run.outcomes.get(cid), entry["k"], cid)
             if existing is not None:
                 ids.append(existing)
                 continue
@@ -349,10 +369,19 @@ class MemoryEventStore(MemoryExternalEvents, MemoryTimers):
             entry_id = run.append(entry, self.now_ms())
             if okey:
                 run.outcomes[okey] = entry_id
+                if okey == cid:
+                    settled.add(cid)
+                else:
+                    held.append((cid, okey))
             if identity:
-                run.outcomes[identity_key(entry["c"].decode())] = identity
+                run.outcomes[identity_key(cid)] = identity
+                held.append((cid, identity_key(cid)))
             ids.append(entry_id)
             appended = True
+        # A step settled in this batch keeps its outcome key only, as the script does.
+        for cid, key in held:
+            if cid in settled:
+                del run.outcomes[key]
         run.outbox.update(outbox)
         appended = self._promote(run) or appended
         if status:

@@ -205,7 +205,9 @@ class RedisEventStore(RedisExternalEvents):
         for name, value in extra.items():
             args += [name, value]
         created, value = self._scripts.create_run(
-            keys=[k.log, k.meta, k.wake, k.payloads], args=args, before=payloads.write(k.payloads)
+            keys=[k.log, k.meta, k.wake, k.payloads, k.outcomes],
+            args=args,
+            before=payloads.write(k.payloads),
         )
         created_ms = entry_millis(_text(value)) if created == 1 else int(value)
         if created_ms:

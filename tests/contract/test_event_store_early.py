@@ -210,3 +210,75 @@ def test_an_early_outcome_for_another_call_under_the_same_cid_is_dropped(
     assert [e.payload for e in store.read_since("r1", start) if e.kind == STEP_COMPLETED] == [
         b"new"
     ]
+
+
+def test_a_step_settled_in_the_batch_that_schedules_it_keeps_only_its_outcome_key(
+    store: EventStore,
+) -> None:
+    """An inline step: scheduled and completed in one append. Its scheduled key and identity
+    would serve only a step still running, so they are not kept; a late outcome for the cid
+    (an execution sent by a pass that died) still meets the outcome key and is dropped."""
+    make_run(store)
+    start = last_id(store, "r1")
+    assert store.acquire_lease("r1", "t", 10_000)
+    ids, _ = store.append_fenced_and_read(
+        "r1", "t", [scheduled("s1"), completed("s1"), scheduled("s2")], after_id=start
+    )
+    assert store.outcome_id("r1", "s1") == ids[1]
+    assert store.outcome_id("r1", ">s1") is None
+    assert store.outcome_id("r1", "=s1") is None
+    # s2 is still running: its keys stay, for its retry timer and an outcome sent ahead.
+    assert store.outcome_id("r1", ">s2") == ids[2]
+    assert store.outcome_id("r1", "=s2") == CHARGE
+
+    late = store.record_outcome("r1", "s1", completed("s1", b"twice"), identity=CHARGE)
+    assert late.entry_id == ids[1] and not late.created
+    assert kinds(store, start) == [
+        (STEP_SCHEDULED, "s1"),
+        (STEP_COMPLETED, "s1"),
+        (STEP_SCHEDULED, "s2"),
+    ]
+
+
+def test_an_outcome_already_recorded_keeps_the_keys_of_a_scheduling_it_did_not_settle(
+    store: EventStore,
+) -> None:
+    """Only an outcome appended in the batch settles a step there: one that was recorded
+    before (so not appended again) leaves the scheduling's keys as they were written."""
+    make_run(store)
+    finish(store)
+    start = last_id(store, "r1")
+    assert store.acquire_lease("r1", "t", 10_000)
+    first, _ = store.append_fenced_and_read("r1", "t", [scheduled("s1")], after_id=start)
+    recorded = store.record_outcome("r1", "s1", completed("s1"), wake=False)
+    ids, _ = store.append_fenced_and_read(
+        "r1", "t", [scheduled("s1"), completed("s1")], after_id=recorded.entry_id
+    )
+    assert ids == [first[0], recorded.entry_id]  # both already in: nothing appended
+    assert store.outcome_id("r1", ">s1") == first[0]
+    assert store.outcome_id("r1", "=s1") == CHARGE
+
+
+def test_a_batch_that_settles_its_steps_appended_again_adds_nothing(store: EventStore) -> None:
+    """A pass whose reply was lost sends its batch again: inline steps (each scheduled and
+    completed in the batch) are found under their outcome keys, their scheduling right before."""
+    make_run(store)
+    start = last_id(store, "r1")
+    assert store.acquire_lease("r1", "t", 10_000)
+    batch = [
+        scheduled("s1"),
+        completed("s1"),
+        scheduled("s2", "h2"),
+        completed("s2"),
+        scheduled("s3"),
+    ]
+    ids, _ = store.append_fenced_and_read("r1", "t", batch, after_id=start)
+    again, new = store.append_fenced_and_read("r1", "t", batch, after_id=ids[-1])
+    assert again == ids and new == []
+    assert kinds(store, start) == [
+        (STEP_SCHEDULED, "s1"),
+        (STEP_COMPLETED, "s1"),
+        (STEP_SCHEDULED, "s2"),
+        (STEP_COMPLETED, "s2"),
+        (STEP_SCHEDULED, "s3"),
+    ]

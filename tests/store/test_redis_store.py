@@ -394,3 +394,21 @@ def test_a_payload_missing_from_beside_the_log_is_a_clear_decoding_error(
         DecodingError, match=r"payload of entry .* \(step_completed 's1'\) is missing"
     ):
         redis_store.read_since("r1", None)
+
+
+def test_the_outcomes_hash_is_a_hash_table_from_the_start(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """Lookups in a listpack-encoded hash scan it whole, and grow with the run: create_run
+    makes the outcomes hash a hash table, which an inline step's append keeps small."""
+    store = RedisEventStore(redis_client, prefix=key_prefix)
+    start(store)
+    outcomes = store._keys("r1").outcomes
+    assert redis_client.object("encoding", outcomes) == b"hashtable"
+    assert store.acquire_lease("r1", "t", 10_000)
+    for n in range(1, 4):
+        cid = f"s{n}"
+        scheduled = NewEvent(STEP_SCHEDULED, cid, {"name": "f", "h": "x"}, b"in")
+        store.append_fenced("r1", "t", [scheduled, NewEvent(STEP_COMPLETED, cid, {}, b"out")])
+    assert redis_client.object("encoding", outcomes) == b"hashtable"
+    assert sorted(redis_client.hkeys(outcomes)) == [b"#table", b"s1", b"s2", b"s3"]

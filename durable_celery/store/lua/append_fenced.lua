@@ -13,8 +13,9 @@
 -- ARGV[9] m, how many cids follow  ARGV[10 .. 9+m] the cids the suspended workflow waits on
 -- then per event (7 slots): kind, cid, packed meta, the payload's field ("" none, "p" the
 --   payload, "b" the reference of a payload in KEYS[9]), payload or reference, outcome key
---   (outcome key "" = not append-once; ">cid" for a step_scheduled entry), and for a
---   step_scheduled entry the identity of the call ("<name>:<argument hash>"), kept as "=cid"
+--   (outcome key "" = not append-once; the cid for an outcome; ">cid" for a step_scheduled
+--   entry), and for a step_scheduled entry the identity of the call ("<name>:<argument
+--   hash>"), kept as "=cid"; neither ">cid" nor "=cid" is kept when the batch settles the step
 -- then the outbox members to add
 -- Returns the entry ids (for an outcome already recorded: the existing id, nothing appended),
 -- or, when reading, {ids, entries after ARGV[5] appended by others before this batch, entries
@@ -68,44 +69,76 @@ local function chunked(command, key, items)
   return replies
 end
 local wanted = {}
+local settles = {}  -- cids whose outcome the batch records (an outcome's key is its cid)
 for at = 15 + m, 14 + m + 7 * n, 7 do
-  if ARGV[at] ~= '' then wanted[#wanted + 1] = ARGV[at] end
+  if ARGV[at] ~= '' then
+    wanted[#wanted + 1] = ARGV[at]
+    if ARGV[at] == ARGV[at - 4] then settles[ARGV[at]] = true end
+  end
 end
 local found = {}
 for j, value in ipairs(chunked('HMGET', KEYS[4], wanted)) do
   if value then found[wanted[j]] = value end
 end
 
+-- The step_scheduled entry of a step settled in the batch that recorded it (see below) has no
+-- key of its own: it is the entry right before that outcome, as that batch appended them. A
+-- batch appended again (its reply was lost) finds it there, and appends nothing twice.
+local function scheduled_with(outcome_id, kind, cid)
+  local entry = redis.call('XREVRANGE', KEYS[2], outcome_id, '-', 'COUNT', 2)[2]
+  if entry and entry[2][2] == kind and entry[2][4] == cid then return entry[1] end
+  return nil
+end
+
 local ids = {}
 local recorded = {}
+-- A step's scheduled key (">cid") and call identity ("=cid") serve only while the step runs:
+-- its retry's timer finds its entry by the one, an outcome sent ahead of its scheduling is
+-- matched by the other, and every script looks up the cid's outcome key first. A step settled
+-- in this very batch (an inline step) gets its outcome key only. The hash stays a third of the
+-- size, which counts: Redis keeps a small hash as a listpack, and scans it whole on each lookup.
+local held = {}
+local settled = {}
 local last_new = nil
 local i = 10 + m
 for e = 1, n do
   local okey = ARGV[i + 5]
+  local cid = ARGV[i + 1]
   local existing = okey ~= '' and found[okey]
+  if not existing and okey ~= '' and okey ~= cid and settles[cid] and found[cid] then
+    existing = scheduled_with(found[cid], ARGV[i], cid)
+  end
   if existing then
     ids[e] = existing
   else
-    local fields = {'k', ARGV[i], 'c', ARGV[i + 1], 'm', ARGV[i + 2]}
+    local fields = {'k', ARGV[i], 'c', cid, 'm', ARGV[i + 2]}
     if ARGV[i + 3] ~= '' then
       fields[7] = ARGV[i + 3]
       fields[8] = ARGV[i + 4]
     end
     local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
     -- Recorded in the same script as the append: a second outcome for the key cannot slip in.
-    if okey ~= '' then
-      found[okey] = id
+    if okey == cid then
+      settled[cid] = true
       recorded[#recorded + 1] = okey
       recorded[#recorded + 1] = id
+    elseif okey ~= '' then
+      held[#held + 1] = {cid, okey, id}
     end
     if ARGV[i + 6] ~= '' then
-      recorded[#recorded + 1] = '=' .. ARGV[i + 1]
-      recorded[#recorded + 1] = ARGV[i + 6]
+      held[#held + 1] = {cid, '=' .. cid, ARGV[i + 6]}
     end
+    if okey ~= '' then found[okey] = id end
     ids[e] = id
     last_new = id
   end
   i = i + 7
+end
+for _, key in ipairs(held) do
+  if not settled[key[1]] then
+    recorded[#recorded + 1] = key[2]
+    recorded[#recorded + 1] = key[3]
+  end
 end
 chunked('HSET', KEYS[4], recorded)
 
