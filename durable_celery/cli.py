@@ -74,11 +74,23 @@ def show(ctx: click.Context, run_id: str, payloads: bool) -> None:
     click.echo(f"run {run_id}  workflow {record.workflow}  status {record.status}")
     rows = []
     for e in d.runtime.store.read_since(run_id, None):
-        detail = " ".join(f"{k}={v}" for k, v in e.meta.items() if k not in ("h", "code"))
+        detail = " ".join(f"{k}={v}" for k, v in e.meta.items() if k not in ("h", "code", "in"))
+        if payloads and e.kind != ev.STEP_SCHEDULED and ev.recorded_input(e) is not None:
+            detail += f"  input={_input(d, run_id, e)!r}"  # an inline step's one entry
         if payloads and e.payload is not None:
             detail += f"  value={_value(d, run_id, e)!r}"
         rows.append([e.entry_id, e.kind, e.cid, detail])
     click.echo(_table(rows, ["entry", "kind", "id", "detail"]))
+
+
+def _input(d: Durable, run_id: str, event: ev.Event) -> Any:
+    from .codec import Place
+
+    try:
+        blob = ev.recorded_input(event) or b""
+        return d.runtime.codec.decode(blob, Place(run_id, ev.STEP_SCHEDULED, event.cid))
+    except DurableError as exc:
+        return f"<{exc}>"
 
 
 def _value(d: Durable, run_id: str, event: ev.Event) -> Any:

@@ -100,7 +100,7 @@ def build_app(redis_url: str, out: TextIO = sys.stdout) -> tuple[Celery, Durable
 
 def timeline(history: list[Event]) -> list[tuple[str, str, str, str, str]]:
     """Rows of (cid, step, attempt, duration, outcome) for every step attempt in the log."""
-    names = {e.cid: str(e.meta.get("name", "")) for e in history if e.kind == ev.STEP_SCHEDULED}
+    names = {e.cid: str(e.meta.get("name", "")) for e in history if ev.records_call(e)}
     rows = []
     for event in history:
         if event.kind not in (ev.STEP_COMPLETED, ev.STEP_RETRYING, ev.STEP_FAILED):

@@ -124,6 +124,11 @@ class ReplayContext:
                     self._markers[str(event.meta.get("name"))] = event
             elif event.kind in ev.OUTCOME_KINDS:
                 self._outcome_pos.setdefault(event.cid, pos)
+                if event.kind in ev.INLINE_STEP_KINDS and ev.INLINE_STEP_FIELD in event.meta:
+                    # An inline step's one entry: the record of its call as well.
+                    if event.cid not in self._scheduled and event.cid in self._issued:
+                        self._consumed += 1
+                    self._scheduled.setdefault(event.cid, event)
             elif event.kind == ev.SIGNAL_RECEIVED:
                 self._signals.setdefault(str(event.meta.get("name")), []).append(pos)
 
@@ -152,7 +157,7 @@ class ReplayContext:
             self._new.append(command)
             self.new_calls += 1
         else:
-            if recorded.kind != command.scheduled_kind or not command.matches(recorded.meta):
+            if not _same_kind(recorded, command) or not command.matches(recorded.meta):
                 self.diverge(
                     f"at {command.cid} the log recorded {_describe_recorded(recorded)} but the "
                     f"workflow now calls {command.describe()}"
@@ -336,8 +341,14 @@ def require_context(api: str) -> ReplayContext:
     return ctx
 
 
+def _same_kind(recorded: ev.Event, command: Command) -> bool:
+    if recorded.kind == command.scheduled_kind:
+        return True
+    return command.scheduled_kind == ev.STEP_SCHEDULED and ev.records_call(recorded)
+
+
 def _describe_recorded(event: ev.Event) -> str:
-    if event.kind == ev.STEP_SCHEDULED:
+    if ev.records_call(event):
         return f"step {event.meta.get('name')!r} (argument hash {event.meta.get('h')})"
     return f"{event.kind} {event.meta}"
 

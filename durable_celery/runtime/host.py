@@ -170,8 +170,8 @@ class PassHost(AheadHost):
         for command in commands:
             scheduled_at = len(events)
             if isinstance(command, ScheduleStep) and self._inline(command, lone):
-                scheduled, entry, retry_delay = self._run_inline(command)
-                events += (scheduled, entry)
+                recorded, retry_delay = self._run_inline(command)
+                events += recorded
                 if retry_delay is not None:
                     outbox.append(command.cid)
                     retries.append((command, scheduled_at, retry_delay))
@@ -224,17 +224,19 @@ class PassHost(AheadHost):
             rt.starter.start(self.run_id, command)
         return new
 
-    def _run_inline(self, command: ScheduleStep) -> tuple[NewEvent, NewEvent, float | None]:
-        """Run a step here and now: its scheduling, its first attempt's entry, and the delay
-        before its next attempt if it is retrying.
+    def _run_inline(self, command: ScheduleStep) -> tuple[tuple[NewEvent, ...], float | None]:
+        """Run a step here and now: the entries that record it, and the delay before its next
+        attempt if it is retrying.
 
-        The input of a step that finished (completed or failed) is stored only up to
-        ``inline_input_limit`` bytes: nothing will read it back (a replay computes the
+        A step that settled (completed or failed) is recorded as one entry: its outcome, whose
+        meta also holds the call's identity, and its packed input (``in``) up to
+        ``inline_input_limit`` bytes. Nothing will read that input back (a replay computes the
         arguments again, and checks them against the argument hash, which is always stored),
         and in a sequential workflow it is mostly the previous step's result, already in the
         log. Larger inputs are noted by size (``input_not_stored``), as Temporal's local
-        activities record their result and not their input. A retrying step keeps its input:
-        its next attempt is a task that reads it.
+        activities record their result and not their input. A retrying step is recorded as a
+        dispatched one is, ``step_scheduled`` (with its input: its next attempt is a task that
+        reads it) and ``step_retrying``.
         """
         rt = self.runtime
         result = run_attempt(
@@ -249,13 +251,17 @@ class PassHost(AheadHost):
         self.stats.inline_steps += 1
         if result.outcome is None:
             assert result.retrying is not None
-            return self._scheduled_event(command), result.retrying, result.delay
+            return (self._scheduled_event(command), result.retrying), result.delay
+        outcome = result.outcome
         limit, size = rt.config.inline_input_limit, len(command.packed)
-        if 0 <= limit < size:
-            scheduled = self._scheduled_event(command, with_input=False)
-            scheduled.meta["input_not_stored"] = size
-            return scheduled, result.outcome, None
-        return self._scheduled_event(command), result.outcome, None
+        scheduled = self._scheduled_event(command, with_input=not 0 <= limit < size)
+        meta = scheduled.meta
+        if scheduled.payload is not None:
+            meta["in"] = scheduled.payload
+        else:
+            meta["input_not_stored"] = size
+        meta.update(outcome.meta)
+        return (NewEvent(outcome.kind, outcome.cid, meta, outcome.payload),), None
 
     def _send_first(self, events: list[NewEvent]) -> bool:
         limit = self.runtime.config.message_input_limit

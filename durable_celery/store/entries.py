@@ -152,12 +152,13 @@ def following_ids(entry_id: str, count: int) -> list[str]:
     return [f"{ms}-{seq + i}" for i in range(1, count + 1)]
 
 
-_SCALARS = (str, int, float, bool, type(None))
+_SCALARS = (str, int, float, bool, type(None), bytes)
 
 
 def _as_read(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """``meta`` as a read would return it. Scalars come back as themselves, so a copy will do;
-    anything else (a tuple comes back as a list) takes the msgpack round trip."""
+    """``meta`` as a read would return it. Scalars and bytes (an inline step's input) come back
+    as themselves, so a copy will do; anything else (a tuple comes back as a list) takes the
+    msgpack round trip."""
     for value in meta.values():
         if type(value) not in _SCALARS:
             return msgpack.unpackb(pack_meta(meta), raw=False, strict_map_key=False)  # type: ignore[no-any-return]

@@ -12,7 +12,7 @@ import redis
 from celery import Celery
 
 from durable_celery import Durable
-from durable_celery.replay.events import Event
+from durable_celery.replay.events import Event, records_call
 
 T = TypeVar("T")
 
@@ -51,6 +51,16 @@ def count_per_cid(history: list[Event], kind: str = "step_completed") -> dict[st
     counts: dict[str, int] = {}
     for event in history:
         if event.kind == kind:
+            counts[event.cid] = counts.get(event.cid, 0) + 1
+    return counts
+
+
+def calls_per_cid(history: list[Event]) -> dict[str, int]:
+    """How many entries record each step's call: its step_scheduled entry, or the one entry
+    of an inline step that settled in its pass."""
+    counts: dict[str, int] = {}
+    for event in history:
+        if records_call(event):
             counts[event.cid] = counts.get(event.cid, 0) + 1
     return counts
 

@@ -6,6 +6,7 @@ import base64
 import os
 from typing import Any
 
+import msgpack
 import pytest
 import redis
 from celery import Celery
@@ -51,6 +52,9 @@ def test_an_encrypted_run_completes_and_redis_never_holds_the_plaintext(
 
     entries = raw_log(redis_client, key_prefix, handle.run_id)
     payloads = [fields[b"p"] for _, fields in entries if b"p" in fields]
+    # An inline step is one entry: its arguments are sealed into its meta ("in").
+    metas = [msgpack.unpackb(fields[b"m"]) for _, fields in entries]
+    payloads += [meta["in"] for meta in metas if "in" in meta]
     assert len(payloads) == 4  # run input, step arguments, step result, run result
     for _, fields in entries:
         for value in fields.values():

@@ -1,5 +1,8 @@
 """What the log keeps of an inline step's input: the input itself up to ``inline_input_limit``
-bytes, and always the argument hash that replay checks; a retrying step keeps its input."""
+bytes, and always the argument hash that replay checks; a retrying step keeps its input.
+
+A finished inline step is one entry, its outcome, which also records the call (its meta holds
+the argument hash ``h``, and the input as ``in``)."""
 
 from __future__ import annotations
 
@@ -16,12 +19,14 @@ SMALL = "hi"
 
 
 def scheduled(durable: Durable, run_id: str) -> dict[str, ev.Event]:
-    return {e.cid: e for e in durable.history(run_id) if e.kind == ev.STEP_SCHEDULED}
+    """The entries that record each step's call, by cid."""
+    return {e.cid: e for e in durable.history(run_id) if ev.records_call(e)}
 
 
 def decoded_input(env: LocalEnvironment, run_id: str, entry: ev.Event) -> object:
-    assert entry.payload is not None
-    return env.runtime.codec.decode(entry.payload, Place(run_id, ev.STEP_SCHEDULED, entry.cid))
+    blob = ev.recorded_input(entry)
+    assert blob is not None
+    return env.runtime.codec.decode(blob, Place(run_id, ev.STEP_SCHEDULED, entry.cid))
 
 
 def echo_workflow(durable: Durable) -> object:
@@ -43,9 +48,15 @@ def test_a_finished_inline_step_stores_a_large_input_as_its_hash_and_size(
     env = LocalEnvironment(durable)
     handle = echoes.start(BIG, SMALL)  # type: ignore[attr-defined]
     assert env.result(handle) == len(BIG) + len(SMALL)
+    assert [e.kind for e in durable.history(handle.run_id)] == [
+        ev.RUN_STARTED,
+        ev.STEP_COMPLETED,
+        ev.STEP_COMPLETED,
+        ev.RUN_COMPLETED,
+    ]
     big, small = scheduled(durable, handle.run_id).values()
     packed = env.runtime.codec.pack(((BIG,), {}))
-    assert big.payload is None
+    assert ev.recorded_input(big) is None
     assert big.meta["input_not_stored"] == len(packed)
     assert big.meta["h"] == env.runtime.codec.fingerprint(((BIG,), {}))
     assert "input_not_stored" not in small.meta
@@ -69,7 +80,9 @@ def test_with_limit_zero_no_finished_inline_step_stores_its_input(durable: Durab
     env = LocalEnvironment(durable, inline_input_limit=0)
     handle = echoes.start(BIG, SMALL)  # type: ignore[attr-defined]
     assert env.result(handle) == len(BIG) + len(SMALL)
-    assert all(e.payload is None for e in scheduled(durable, handle.run_id).values())
+    calls = scheduled(durable, handle.run_id).values()
+    assert len(calls) == 2
+    assert all(ev.recorded_input(e) is None and "input_not_stored" in e.meta for e in calls)
 
 
 def test_replay_still_checks_an_unstored_input_against_its_hash(durable: Durable) -> None:
@@ -115,4 +128,28 @@ def test_a_retrying_inline_step_keeps_its_input_for_the_next_attempt(durable: Du
     assert env.result(handle) == len(BIG)
     assert attempts == [len(BIG), len(BIG)]  # the second attempt read the input from the log
     (entry,) = scheduled(durable, handle.run_id).values()
+    assert entry.kind == ev.STEP_SCHEDULED  # not settled in its pass: recorded as dispatched
     assert decoded_input(env, handle.run_id, entry) == ((BIG,), {})
+
+
+def test_show_prints_an_inline_steps_input_and_result_from_its_one_entry(
+    durable: Durable,
+) -> None:
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    from durable_celery.cli import durable as durable_cli
+
+    echoes = echo_workflow(durable)
+    env = LocalEnvironment(durable)
+    handle = echoes.start(BIG[:40], SMALL)  # type: ignore[attr-defined]
+    env.result(handle)
+    shown = CliRunner().invoke(
+        durable_cli, ["show", handle.run_id, "--payloads"], obj=SimpleNamespace(app=durable.app)
+    )
+    assert shown.exit_code == 0, shown.output
+    (line,) = [row for row in shown.output.splitlines() if " s2 " in row]
+    assert ev.STEP_COMPLETED in line
+    assert "input=(('hi',), {})" in line and "value='hi'" in line
+    assert " in=" not in line  # the sealed bytes are not printed raw
