@@ -403,7 +403,7 @@ def test_the_outcomes_hash_is_a_hash_table_from_the_start(
     makes the outcomes hash a hash table, which an inline step's append keeps small."""
     store = RedisEventStore(redis_client, prefix=key_prefix)
     start(store)
-    outcomes = store._keys("r1").outcomes
+    outcomes = keys.run_keys(key_prefix, "r1").outcomes
     assert redis_client.object("encoding", outcomes) == b"hashtable"
     assert store.acquire_lease("r1", "t", 10_000)
     for n in range(1, 4):
