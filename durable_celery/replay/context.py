@@ -124,8 +124,7 @@ class ReplayContext:
                     self._markers[str(event.meta.get("name"))] = event
             elif event.kind in ev.OUTCOME_KINDS:
                 self._outcome_pos.setdefault(event.cid, pos)
-                if event.kind in ev.INLINE_STEP_KINDS and ev.INLINE_STEP_FIELD in event.meta:
-                    # An inline step's one entry: the record of its call as well.
+                if ev.records_call(event):  # an inline step's one entry: its call's too
                     if event.cid not in self._scheduled and event.cid in self._issued:
                         self._consumed += 1
                     self._scheduled.setdefault(event.cid, event)

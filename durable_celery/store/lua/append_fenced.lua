@@ -95,8 +95,8 @@ local recorded = {}
 -- A step's scheduled key (">cid") and call identity ("=cid") serve only while the step runs:
 -- its retry's timer finds its entry by the one, an outcome sent ahead of its scheduling is
 -- matched by the other, and every script looks up the cid's outcome key first. A step settled
--- in this very batch (an inline step) gets its outcome key only. The hash stays a third of the
--- size, which counts: Redis keeps a small hash as a listpack, and scans it whole on each lookup.
+-- in this very batch (an inline step) gets its outcome key only, and the hash a third of the
+-- fields it had.
 local held = {}
 local settled = {}
 local last_new = nil
